@@ -1,0 +1,5 @@
+import sys
+
+from microkws.cli import main
+
+sys.exit(main())

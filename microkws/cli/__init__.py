@@ -1,0 +1,54 @@
+"""The `microkws` command: a thin layer over the Python API.
+
+Each command is a module in this package with two functions:
+`add_arguments(parser)` declares its flags and `run(args)` calls the API.
+They are registered in `COMMANDS`, the only place that knows them all.
+"""
+
+import argparse
+import importlib
+import logging
+import sys
+
+from microkws import __version__
+from microkws.errors import UserError
+
+# name -> (module under microkws.cli, one-line help)
+COMMANDS = {
+    "download": ("download", "download and extract the Speech Commands data set"),
+    "features": ("features", "compute the features of one WAV file (the original wav_to_features)"),
+    "dataset": ("dataset", "show the partitions and per-label example counts of a data folder"),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="microkws",
+        description="Train keyword-spotting models for TensorFlow Lite Micro.",
+    )
+    parser.add_argument("--version", action="version", version=f"microkws {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"microkws.cli.{module_name}")
+        sub = subparsers.add_parser(name, help=help_text, description=module.__doc__)
+        sub.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.run(args) or 0
+    except UserError as error:
+        print(f"microkws {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"microkws {args.command}: interrupted", file=sys.stderr)
+        return 130
