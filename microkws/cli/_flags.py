@@ -31,3 +31,43 @@ def str_to_bool(text):
 def comma_list(text):
     """Parse "up,down" into ("up", "down"), ignoring blanks."""
     return tuple(item.strip() for item in str(text).split(",") if item.strip())
+
+
+def add_data_arguments(parser, *, data_dir_required=True):
+    """The original train.py's data flags, shared by every command that reads a data folder."""
+    from microkws.dataset.index import DEFAULT_WANTED_WORDS
+
+    group = parser.add_argument_group("data")
+    add_flag(group, "--data_dir", required=data_dir_required, metavar="DIR",
+             help="folder in Speech Commands layout (<word>/<clip>.wav, _background_noise_/)")
+    add_flag(group, "--wanted_words", type=comma_list, default=DEFAULT_WANTED_WORDS, metavar="W1,W2",
+             help="words to recognise, comma-separated (default: %(default)s)")
+    add_flag(group, "--silence_percentage", type=float, default=10.0, metavar="PCT",
+             help="silence examples as a percentage of the wanted-word clips (default: %(default)s)")
+    add_flag(group, "--unknown_percentage", type=float, default=10.0, metavar="PCT",
+             help="unknown-word examples as a percentage of the wanted-word clips (default: %(default)s)")
+    add_flag(group, "--validation_percentage", type=float, default=10.0, metavar="PCT",
+             help="share of speakers for validation with the file-name split (default: %(default)s)")
+    add_flag(group, "--testing_percentage", type=float, default=10.0, metavar="PCT",
+             help="share of speakers for testing with the file-name split (default: %(default)s)")
+    add_flag(group, "--split", choices=("auto", "lists", "hash"), default="auto",
+             help="partitions from the folder's validation_list.txt/testing_list.txt (lists), the original "
+                  "SHA-1 file-name split (hash), or lists when present (auto, the default)")
+    add_flag(group, "--strict", action="store_true",
+             help="fail on an unreadable audio file instead of skipping it")
+    return group
+
+
+def data_config_from_args(args):
+    from microkws.dataset.index import DataConfig
+
+    return DataConfig(
+        data_dir=args.data_dir,
+        wanted_words=args.wanted_words,
+        silence_percentage=args.silence_percentage,
+        unknown_percentage=args.unknown_percentage,
+        validation_percentage=args.validation_percentage,
+        testing_percentage=args.testing_percentage,
+        split=args.split,
+        strict=args.strict,
+    )

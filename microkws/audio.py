@@ -1,0 +1,122 @@
+"""Reading audio: any WAV (or other libsndfile format) in, mono float32 at the wanted rate out.
+
+Speech Commands clips are 16 kHz mono PCM16, but users bring their own
+recordings: other sample rates, stereo, 8/24/32-bit or float samples, and
+clips shorter or longer than one second. `read_audio` normalises all of
+them; `fit_to_length` makes a clip exactly one example long.
+"""
+
+import math
+import os
+
+import numpy as np
+import soundfile
+
+from microkws.errors import UserError
+
+# Extensions that libsndfile reads; anything else in a data folder is not audio.
+AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au", ".mp3"})
+
+
+class AudioError(UserError):
+    """An audio file that cannot be used: empty, truncated, not audio, or silent of frames."""
+
+
+def is_audio_path(path):
+    """True if the file name has an audio extension (case-insensitive)."""
+    return os.path.splitext(str(path))[1].lower() in AUDIO_EXTENSIONS
+
+
+def check_audio(path):
+    """Raise AudioError naming `path` unless its header says it holds audio frames.
+
+    Cheap: reads only the header. Used to report bad files in a data folder
+    before any training starts.
+    """
+    _open_info(path)
+
+
+def read_audio(path, *, sample_rate=16000):
+    """Read a file as mono float32 samples in [-1, 1] at `sample_rate` Hz.
+
+    Integer PCM is scaled by its full range (PCM16 becomes x / 32768, exactly
+    as TensorFlow's decode_wav), channels are averaged, and other rates are
+    resampled with a polyphase filter that removes what would alias.
+    """
+    info = _open_info(path)
+    try:
+        samples, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
+        raise AudioError(f"{path}: cannot read audio ({_reason(error)})") from None
+    if samples.shape[0] == 0:
+        raise AudioError(f"{path}: the file has no audio frames (header claims {info.frames})")
+    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    return resample(mono, file_rate, sample_rate)
+
+
+def resample(samples, from_rate, to_rate):
+    """Resample float samples with scipy's anti-aliased polyphase resampler."""
+    if from_rate == to_rate:
+        return np.ascontiguousarray(samples, dtype=np.float32)
+    from scipy.signal import resample_poly
+
+    divisor = math.gcd(int(from_rate), int(to_rate))
+    result = resample_poly(samples, int(to_rate) // divisor, int(from_rate) // divisor)
+    return result.astype(np.float32)
+
+
+def fit_to_length(samples, length):
+    """Make a clip exactly `length` samples long.
+
+    Shorter clips are zero-padded at the end, as the original pipeline
+    (decode_wav with desired_samples) did. Longer clips keep the `length`
+    samples with the most energy, so a word in the middle of a long
+    recording is kept rather than cut off (the original kept the start).
+    """
+    samples = np.asarray(samples, dtype=np.float32)
+    if len(samples) == length:
+        return samples
+    if len(samples) < length:
+        return np.pad(samples, (0, length - len(samples)))
+    start = loudest_window_start(samples, length)
+    return samples[start:start + length]
+
+
+def loudest_window_start(samples, length):
+    """Start index of the `length`-sample window with the largest energy."""
+    energy = np.concatenate([[0.0], np.cumsum(np.square(samples, dtype=np.float64))])
+    window_energy = energy[length:] - energy[:-length]
+    return int(np.argmax(window_energy))
+
+
+def _open_info(path):
+    path = str(path)
+    try:
+        size = os.path.getsize(path)
+    except OSError as error:
+        raise AudioError(f"{path}: cannot open ({error.strerror or error})") from None
+    if size == 0:
+        raise AudioError(f"{path}: the file is empty")
+    try:
+        info = soundfile.info(path)
+    except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
+        raise AudioError(f"{path}: not a readable audio file ({_reason(error)})") from None
+    if info.frames <= 0:
+        raise AudioError(f"{path}: the file has no audio frames")
+    return info
+
+
+def _reason(error):
+    text = str(getattr(error, "error_string", "") or error)
+    text = text.split("\n")[0].strip()
+    return text.replace(" : ", ": ") or type(error).__name__
+
+
+def to_int16(samples):
+    """Float samples in [-1, 1] to int16 as `trunc(x * 32768)`, saturating at the ends.
+
+    The original cast x * 32768 to int16, which wraps +1.0 to -32768;
+    saturating keeps full-scale clips loud.
+    """
+    scaled = np.trunc(np.asarray(samples, dtype=np.float32) * np.float32(32768))
+    return np.clip(scaled, -32768, 32767).astype(np.int16)

@@ -1,0 +1,239 @@
+import hashlib
+import logging
+import math
+import re
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import make_mini_dataset, write_tone
+
+from microkws.audio import AudioError
+from microkws.dataset import (
+    SILENCE_LABEL,
+    UNKNOWN_LABEL,
+    AugmentConfig,
+    DataConfig,
+    augment,
+    index_dataset,
+    load_partition,
+    time_shift,
+    which_set,
+)
+from microkws.errors import UserError
+from microkws.features import FeatureConfig
+
+
+# --- the file-name split --------------------------------------------------------------------------
+
+
+def test_which_set_puts_every_sample_speaker_in_testing(sample_dir):
+    # The sample's README: every speaker in it falls in the `testing` partition of the original split.
+    names = [p.name for p in sample_dir.glob("*/*_nohash_*.wav")]
+    assert len(names) > 2000
+    assert {which_set(name, 10, 10) for name in names} == {"testing"}
+
+
+def test_which_set_golden_clips_are_in_testing():
+    # golden.json: these two clips come from the v0.02 test set.
+    assert which_set("yes/f2e59fea_nohash_1.wav", 10, 10) == "testing"
+    assert which_set("no/f9643d42_nohash_4.wav", 10, 10) == "testing"
+
+
+def test_which_set_ignores_the_nohash_suffix_and_folder():
+    assert which_set("a/0a7c2a8d_nohash_0.wav", 10, 10) == which_set("b/0a7c2a8d_nohash_3.wav", 10, 10)
+
+
+def test_which_set_matches_the_formula_and_moves_with_percentages():
+    name = "0a7c2a8d_nohash_0.wav"
+    bucket = int(hashlib.sha1(b"0a7c2a8d").hexdigest(), 16) % 2**27
+    percentage = bucket * (100.0 / (2**27 - 1))
+    assert which_set(name, percentage + 0.001, 0) == "validation"
+    assert which_set(name, percentage - 0.001, 0.002) == "testing"
+    assert which_set(name, percentage - 0.002, 0.001) == "training"
+
+
+# --- the index --------------------------------------------------------------------------------------
+
+
+def test_sample_counts_match_the_list_files(sample_dir):
+    config = DataConfig(sample_dir, wanted_words=("up", "down"), silence_percentage=25, unknown_percentage=25)
+    index = index_dataset(config)
+    assert index.labels == (SILENCE_LABEL, UNKNOWN_LABEL, "up", "down")
+    assert index.split_source == "lists"
+    validation = (sample_dir / "validation_list.txt").read_text().split()
+    testing = (sample_dir / "testing_list.txt").read_text().split()
+    counts = index.counts()
+    for word in ("up", "down"):
+        total = len(list((sample_dir / word).glob("*.wav")))
+        listed_val = sum(1 for line in validation if line.startswith(f"{word}/"))
+        listed_test = sum(1 for line in testing if line.startswith(f"{word}/"))
+        assert counts["validation"][word] == listed_val
+        assert counts["testing"][word] == listed_test
+        assert counts["training"][word] == total - listed_val - listed_test
+    for partition, row in counts.items():
+        wanted = row["up"] + row["down"]
+        assert row[SILENCE_LABEL] == math.ceil(wanted * 0.25)
+        assert row[UNKNOWN_LABEL] == math.ceil(wanted * 0.25)
+    # Unknowns come from the other words of the same partition, never from wanted words.
+    train_paths = {e.path for e in index.partitions["training"]}
+    for example in index.partitions["training"]:
+        if example.label == UNKNOWN_LABEL:
+            assert example.word not in ("up", "down")
+            relative = f"{example.word}/{example.path.rsplit('/', 1)[1]}"
+            assert relative not in validation and relative not in testing
+    val_paths = {e.path for e in index.partitions["validation"] if e.path}
+    assert not (train_paths & val_paths)
+
+
+def test_unknown_draw_is_seeded(sample_dir):
+    config = DataConfig(sample_dir, wanted_words=("up",), unknown_percentage=30)
+    first = index_dataset(config).partitions["training"]
+    assert first == index_dataset(config).partitions["training"]
+    other = index_dataset(DataConfig(sample_dir, wanted_words=("up",), unknown_percentage=30, seed=1))
+    assert other.partitions["training"] != first
+
+
+def test_hash_split_without_lists(tmp_path, sample_dir):
+    root = make_mini_dataset(tmp_path / "d", sample_dir, with_lists=False)
+    index = index_dataset(DataConfig(root, wanted_words=("up", "down")))
+    assert index.split_source == "hash"
+    # Every sample speaker hashes to testing.
+    assert index.counts()["testing"]["up"] == len(list((root / "up").glob("*.wav")))
+
+
+def test_labels_are_silence_unknown_then_wanted_in_order(mini_dataset):
+    index = index_dataset(DataConfig(mini_dataset, wanted_words=("down", "up")))
+    assert index.labels == ("_silence_", "_unknown_", "down", "up")
+    ids = index.label_ids("training")
+    labels = [e.label for e in index.partitions["training"]]
+    assert [index.labels[i] for i in ids] == labels
+
+
+def test_missing_data_dir(tmp_path):
+    with pytest.raises(UserError, match=re.escape(str(tmp_path / "nope")) + ".*--data_dir"):
+        index_dataset(DataConfig(tmp_path / "nope"))
+
+
+def test_data_dir_without_word_folders(tmp_path):
+    (tmp_path / "README.txt").write_text("hi")
+    with pytest.raises(UserError, match="no audio clips found"):
+        index_dataset(DataConfig(tmp_path))
+
+
+def test_wanted_word_not_there_lists_the_words_found(mini_dataset):
+    with pytest.raises(UserError) as caught:
+        index_dataset(DataConfig(mini_dataset, wanted_words=("up", "banana")))
+    assert "banana" in str(caught.value) and "words found: down, go, left, right, up" in str(caught.value)
+
+
+def test_bad_and_odd_files_in_a_data_folder(mini_dataset, caplog):
+    up = mini_dataset / "up"
+    good = next(up.glob("*.wav")).read_bytes()
+    (up / "empty.wav").write_bytes(b"")
+    (up / "truncated.wav").write_bytes(good[:20])
+    (up / "text.wav").write_text("not audio")
+    soundfile.write(up / "zero.wav", np.zeros(0, dtype=np.int16), 16000, subtype="PCM_16")
+    (up / "notes.txt").write_text("hello")
+    (up / "image.png").write_bytes(b"\x89PNG")
+    for name, kwargs in {
+        "u8.wav": dict(subtype="PCM_U8"), "s24.wav": dict(subtype="PCM_24"), "f32.wav": dict(subtype="FLOAT"),
+        "stereo.wav": dict(channels=2), "r8k.wav": dict(rate=8000), "r44k.wav": dict(rate=44100),
+        "long.wav": dict(seconds=3.0), "short.wav": dict(seconds=0.2),
+    }.items():
+        write_tone(up / name, **kwargs)
+    with caplog.at_level(logging.WARNING):
+        index = index_dataset(DataConfig(mini_dataset, wanted_words=("up", "down")))
+    assert index.skipped_non_audio == 2
+    assert sorted(p.rsplit("/", 1)[1] for p, _ in index.unreadable) == [
+        "empty.wav", "text.wav", "truncated.wav", "zero.wav"]
+    assert "skipped 2 non-audio file(s)" in caplog.text
+    assert str(up / "text.wav") in caplog.text
+    # The odd-but-valid files are training clips and load to one second each.
+    names = {e.path.rsplit("/", 1)[1] for e in index.partitions["training"] if e.path}
+    assert {"u8.wav", "s24.wav", "f32.wav", "stereo.wav", "r8k.wav", "r44k.wav", "long.wav", "short.wav"} <= names
+    clips, labels = load_partition(index, "training", FeatureConfig())
+    assert clips.shape == (len(labels), 16000)
+    with pytest.raises(AudioError, match="empty.wav"):
+        index_dataset(DataConfig(mini_dataset, wanted_words=("up", "down"), strict=True))
+
+
+def test_empty_list_files_fall_back_to_the_hash_split(mini_dataset, caplog):
+    (mini_dataset / "validation_list.txt").write_text("")
+    (mini_dataset / "testing_list.txt").write_text("")
+    with caplog.at_level(logging.WARNING):
+        index = index_dataset(DataConfig(mini_dataset, wanted_words=("up", "down")))
+    assert index.split_source == "hash"
+    assert "validation_list.txt is empty" in caplog.text
+
+
+def test_list_files_naming_missing_clips_are_counted(mini_dataset, caplog):
+    with open(mini_dataset / "testing_list.txt", "a") as lists:
+        lists.write("up/ghost_nohash_0.wav\nup/ghost_nohash_1.wav\n")
+    with caplog.at_level(logging.WARNING):
+        index = index_dataset(DataConfig(mini_dataset, wanted_words=("up", "down")))
+    assert index.missing_listed == ["up/ghost_nohash_0.wav", "up/ghost_nohash_1.wav"]
+    assert "2 list-file entries name clips that are not in the folder" in caplog.text
+    assert all("ghost" not in (e.path or "") for e in index.partitions["testing"])
+
+
+def test_config_errors():
+    with pytest.raises(UserError, match="more than once"):
+        DataConfig("x", wanted_words=("up", "up"))
+    with pytest.raises(UserError, match="silence_percentage"):
+        DataConfig("x", silence_percentage=120)
+
+
+# --- loading and augmentation ----------------------------------------------------------------------
+
+
+def test_evaluation_silence_is_fixed_noise(mini_dataset):
+    config = DataConfig(mini_dataset, wanted_words=("up", "down"), silence_percentage=50)
+    index = index_dataset(config)
+    first, labels = load_partition(index, "validation", FeatureConfig(), seed=3)
+    again, _ = load_partition(index, "validation", FeatureConfig(), seed=3)
+    other, _ = load_partition(index, "validation", FeatureConfig(), seed=4)
+    silent = labels == 0
+    assert silent.any()
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first[silent], other[silent])
+    assert first[silent].std() > 0  # noise, not digital silence
+    np.testing.assert_array_equal(first[~silent], other[~silent])
+
+
+def test_time_shift_pads_with_zeros():
+    clips = np.arange(1, 11, dtype=np.float32)[None].repeat(3, axis=0)
+    shifted = time_shift(clips, np.array([2, -3, 0]))
+    np.testing.assert_array_equal(shifted[0], [0, 0, 1, 2, 3, 4, 5, 6, 7, 8])
+    np.testing.assert_array_equal(shifted[1], [4, 5, 6, 7, 8, 9, 10, 0, 0, 0])
+    np.testing.assert_array_equal(shifted[2], clips[2])
+
+
+def test_augment_as_the_original():
+    rng = np.random.default_rng(0)
+    clips = np.full((2000, 1600), 0.9, dtype=np.float32)
+    is_silence = np.zeros(2000, dtype=bool)
+    is_silence[:500] = True
+    backgrounds = [np.full(5000, 0.5, dtype=np.float32)]
+    config = AugmentConfig(time_shift_ms=10, background_volume=0.1, background_frequency=0.8)
+    out = augment(clips, is_silence, backgrounds, config, sample_rate=16000, rng=rng)
+    assert out.min() >= -1 and out.max() <= 1
+    silence = out[:500, 200]
+    assert np.all(silence <= 0.5) and silence.std() > 0.1  # noise at U(0, 1) volume, no foreground
+    speech = out[500:, 800]  # the middle stays inside the clip whatever the shift
+    noisy = speech > 0.9
+    assert 0.7 < noisy.mean() < 0.9  # background_frequency
+    assert np.all(speech <= 0.9 + 0.1 * 0.5 + 1e-6)
+    shifts = [(np.argmax(row > 0) if row[0] == 0 else 0) for row in out[500:] if row[0] == 0]
+    assert max(shifts) <= 160
+    # Seeded: the same generator seed gives the same batch.
+    again = augment(clips, is_silence, backgrounds, config, sample_rate=16000, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(out, again)
+
+
+def test_augment_clips_to_unit_range():
+    clips = np.full((4, 100), 0.99, dtype=np.float32)
+    out = augment(clips, np.zeros(4, bool), [np.ones(1000, np.float32)],
+                  AugmentConfig(time_shift_ms=0, background_volume=1, background_frequency=1),
+                  sample_rate=16000, rng=np.random.default_rng(1))
+    assert out.max() <= 1.0
