@@ -8,6 +8,7 @@ They are registered in `COMMANDS`, the only place that knows them all.
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from microkws import __version__
@@ -18,6 +19,7 @@ COMMANDS = {
     "download": ("download", "download and extract the Speech Commands data set"),
     "features": ("features", "compute the features of one WAV file (the original wav_to_features)"),
     "dataset": ("dataset", "show the partitions and per-label example counts of a data folder"),
+    "train": ("train", "train a model (the original train.py's flags); resumes an interrupted run"),
 }
 
 
@@ -38,6 +40,8 @@ def build_parser():
 
 
 def main(argv=None):
+    # TensorFlow's C++ start-up chatter is noise to a command-line user.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -6,6 +6,7 @@ run unchanged.
 """
 
 import argparse
+import os
 
 
 def add_flag(parser, name, *aliases, **kwargs):
@@ -33,13 +34,14 @@ def comma_list(text):
     return tuple(item.strip() for item in str(text).split(",") if item.strip())
 
 
-def add_data_arguments(parser, *, data_dir_required=True):
+def add_data_arguments(parser):
     """The original train.py's data flags, shared by every command that reads a data folder."""
     from microkws.dataset.index import DEFAULT_WANTED_WORDS
 
     group = parser.add_argument_group("data")
-    add_flag(group, "--data_dir", required=data_dir_required, metavar="DIR",
-             help="folder in Speech Commands layout (<word>/<clip>.wav, _background_noise_/)")
+    add_flag(group, "--data_dir", metavar="DIR",
+             help="folder in Speech Commands layout (<word>/<clip>.wav, _background_noise_/); default: where "
+                  "`microkws download` puts Speech Commands v0.02")
     add_flag(group, "--wanted_words", type=comma_list, default=DEFAULT_WANTED_WORDS, metavar="W1,W2",
              help="words to recognise, comma-separated (default: %(default)s)")
     add_flag(group, "--silence_percentage", type=float, default=10.0, metavar="PCT",
@@ -61,8 +63,13 @@ def add_data_arguments(parser, *, data_dir_required=True):
 def data_config_from_args(args):
     from microkws.dataset.index import DataConfig
 
+    data_dir = args.data_dir
+    if data_dir is None:
+        from microkws.download import DEFAULT_VERSION, SPEECH_COMMANDS, default_data_root
+
+        data_dir = os.path.join(default_data_root(), SPEECH_COMMANDS[DEFAULT_VERSION].folder)
     return DataConfig(
-        data_dir=args.data_dir,
+        data_dir=data_dir,
         wanted_words=args.wanted_words,
         silence_percentage=args.silence_percentage,
         unknown_percentage=args.unknown_percentage,

@@ -1,0 +1,92 @@
+"""Training batches made on the fly: every step gets freshly augmented clips.
+
+The original spent most of each step computing features one clip per
+session call. Here a batch is augmented with numpy and featurised by the
+batched frontend in a background thread while the model trains on the
+previous one. Batch `step` depends only on (seed, step), so a resumed run
+sees exactly the batches an uninterrupted one would.
+"""
+
+import queue
+import threading
+
+import numpy as np
+
+from microkws.audio import to_int16
+from microkws.dataset.augment import augment
+from microkws.dataset.index import SILENCE_LABEL, UNKNOWN_LABEL
+from microkws.features import compute_features
+
+
+class TrainingBatches:
+    """Makes the batch of any step from the training clips held in memory.
+
+    clips: int16 [n, samples] of the training partition (silence rows unused);
+    labels: int [n]; unknown_clips: int16 [m, samples], the pool that unknown
+    examples are drawn from on every step (None keeps the partition's own).
+    """
+
+    def __init__(self, clips, labels, *, label_names, unknown_clips, backgrounds, feature_config,
+                 augment_config, batch_size, seed):
+        self.clips = clips
+        self.labels = np.asarray(labels)
+        self.unknown_clips = unknown_clips
+        self.backgrounds = backgrounds
+        self.feature_config = feature_config
+        self.augment_config = augment_config
+        self.batch_size = batch_size
+        self.seed = seed
+        self.silence_id = label_names.index(SILENCE_LABEL)
+        self.unknown_id = label_names.index(UNKNOWN_LABEL)
+
+    def batch(self, step):
+        """(features float32 [batch, frames*bins], labels int64 [batch]) of training step `step`."""
+        rng = np.random.default_rng([self.seed, step])
+        # Sampling with replacement, uniformly over the partition's examples, as the original.
+        rows = rng.integers(len(self.labels), size=self.batch_size)
+        labels = self.labels[rows]
+        clips = self.clips[rows]
+        unknown = labels == self.unknown_id
+        if self.unknown_clips is not None and unknown.any():
+            clips[unknown] = self.unknown_clips[rng.integers(len(self.unknown_clips), size=int(unknown.sum()))]
+        audio = augment(
+            clips.astype(np.float32) / 32768,
+            labels == self.silence_id,
+            self.backgrounds,
+            self.augment_config,
+            sample_rate=self.feature_config.sample_rate,
+            rng=rng,
+        )
+        features = compute_features(to_int16(audio), self.feature_config)
+        return features.reshape(self.batch_size, -1), labels
+
+    def iterate(self, start_step, stop_step, *, prefetch=4):
+        """Yield batches of steps start_step..stop_step-1, made ahead in a background thread."""
+        ready = queue.Queue(maxsize=prefetch)
+        stop = threading.Event()
+
+        def produce():
+            try:
+                for step in range(start_step, stop_step):
+                    if stop.is_set():
+                        return
+                    ready.put(self.batch(step))
+            except BaseException as error:  # handed to the consumer, which re-raises it
+                ready.put(error)
+
+        worker = threading.Thread(target=produce, daemon=True, name="microkws-batches")
+        worker.start()
+        try:
+            for _ in range(start_step, stop_step):
+                item = ready.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while worker.is_alive():
+                try:
+                    ready.get_nowait()
+                except queue.Empty:
+                    worker.join(timeout=0.05)
+

@@ -1,0 +1,337 @@
+"""The training loop: the original train.py's schedule, resumable, keeping the best model.
+
+A run directory holds everything about one run:
+
+    config.json        every setting (data, features, augmentation, training, labels)
+    labels.txt         one label per line, in output order (the original's format)
+    checkpoints/       ckpt-NNNNNN.npz, the newest few; re-running resumes from the latest
+    best.npz           weights with the best validation accuracy so far
+    model.keras        the best model, float, logits out
+    metrics.json       test accuracy and confusion matrix of the best model
+    logs/              TensorBoard scalars (or --summaries_dir)
+"""
+
+import json
+import logging
+import math
+import os
+import time
+
+import numpy as np
+
+from microkws.dataset import AugmentConfig, DataConfig, index_dataset, load_backgrounds, load_clips, load_partition
+from microkws.errors import UserError
+from microkws.evaluate import accuracy, confusion_matrix, format_confusion
+from microkws.features import FeatureConfig, compute_features
+from microkws.train.batches import TrainingBatches
+from microkws.train.checkpoint import (
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from microkws.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+LABELS_FILE = "labels.txt"
+BEST_FILE = "best.npz"
+MODEL_FILE = "model.keras"
+METRICS_FILE = "metrics.json"
+
+
+def run_config(data_config, feature_config, augment_config, train_config):
+    """The run's complete settings as a JSON-able dict (what config.json holds)."""
+    data = data_config.to_dict()
+    data["data_dir"] = os.path.abspath(data["data_dir"])
+    return {
+        "labels": list(data_config.labels),
+        "data": data,
+        "features": feature_config.to_dict(),
+        "augment": augment_config.to_dict(),
+        "train": train_config.to_dict(),
+    }
+
+
+def load_run_config(run_dir):
+    """(DataConfig, FeatureConfig, AugmentConfig, TrainConfig, labels) of a run directory."""
+    path = os.path.join(run_dir, CONFIG_FILE)
+    try:
+        with open(path, encoding="utf-8") as file:
+            config = json.load(file)
+    except FileNotFoundError:
+        raise UserError(f"{run_dir}: no {CONFIG_FILE}; is it a microkws run directory (--train_dir)?") from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: cannot read ({error})") from None
+    return (
+        DataConfig.from_dict(config["data"], source=path),
+        FeatureConfig.from_dict(config["features"], source=path),
+        AugmentConfig(**config["augment"]),
+        TrainConfig.from_dict(config["train"], source=path),
+        tuple(config["labels"]),
+    )
+
+
+def train(run_dir, *, data_config, feature_config=None, augment_config=None, train_config=None,
+          start_checkpoint=None, summaries_dir=None, progress=True):
+    """Train a model into `run_dir`; resumes if `run_dir` holds checkpoints of the same settings.
+
+    Configs left as None take their defaults (the micro_speech recipe's features,
+    the original's augmentation and schedule). Returns the final metrics dict
+    (also written to metrics.json).
+    """
+    import keras
+    import tensorflow as tf
+
+    from microkws.models import build_model
+
+    feature_config = feature_config or FeatureConfig()
+    augment_config = augment_config or AugmentConfig()
+    train_config = train_config or TrainConfig()
+    settings = run_config(data_config, feature_config, augment_config, train_config)
+    _prepare_run_dir(run_dir, settings)
+    labels = list(data_config.labels)
+    checkpoints_dir = os.path.join(run_dir, "checkpoints")
+    os.makedirs(checkpoints_dir, exist_ok=True)
+
+    data = _load_data(data_config, feature_config, augment_config, train_config, progress=progress)
+    keras.utils.set_random_seed(train_config.seed)
+    model = build_model(
+        train_config.model_architecture,
+        input_shape=feature_config.shape,
+        label_count=len(labels),
+        dropout_rate=train_config.dropout_rate,
+    )
+    optimizer = _make_optimizer(train_config)
+    optimizer.build(model.trainable_variables)
+    expect = {
+        "architecture": train_config.model_architecture,
+        "labels": labels,
+        "input_shape": list(feature_config.shape),
+    }
+    state = {"step": 0, "best_accuracy": -1.0, "best_step": 0}
+    resume_from = latest_checkpoint(checkpoints_dir) or start_checkpoint
+    if resume_from:
+        meta = load_checkpoint(resume_from, model=model, optimizer=optimizer, expect=expect)
+        if resume_from != start_checkpoint:
+            state.update({k: meta[k] for k in state})
+        log.info("resuming from %s at step %d", resume_from, state["step"])
+
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function
+    def train_step(features, labels_, learning_rate):
+        optimizer.learning_rate.assign(learning_rate)
+        with tf.GradientTape() as tape:
+            logits = model(features, training=True)
+            loss = loss_fn(labels_, logits)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        correct = tf.equal(tf.argmax(logits, axis=-1), labels_)
+        return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
+
+    writers = _summary_writers(summaries_dir or os.path.join(run_dir, "logs"))
+    total = train_config.total_steps
+    batches = data["training"].iterate(state["step"], total)
+
+    def save(step):
+        meta = {**expect, **state, "step": step}
+        save_checkpoint(checkpoint_path(checkpoints_dir, step), model=model, optimizer=optimizer, meta=meta)
+        prune_checkpoints(checkpoints_dir)
+
+    with _progress_bar(total, state["step"], progress) as bar:
+        started, first_step = time.monotonic(), state["step"]
+        for step in range(state["step"], total):
+            features, batch_labels = next(batches)
+            rate = train_config.learning_rate_at(step)
+            loss, batch_accuracy = train_step(features, batch_labels, np.float32(rate))
+            loss = float(loss)
+            if train_config.check_nans and not math.isfinite(loss):
+                raise UserError(f"the loss became {loss} at step {step + 1}; try a lower --learning_rate")
+            done = step + 1
+            with writers["train"].as_default(step=done):
+                tf.summary.scalar("cross_entropy", loss)
+                tf.summary.scalar("accuracy", float(batch_accuracy))
+                tf.summary.scalar("learning_rate", rate)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{float(batch_accuracy):.2f}",
+                            best_val=f"{max(state['best_accuracy'], 0):.3f}", refresh=False)
+            if done % train_config.eval_step_interval == 0 or done == total:
+                confusion = _confusion(model, data["validation"], len(labels))
+                value = accuracy(confusion)
+                with writers["validation"].as_default(step=done):
+                    tf.summary.scalar("accuracy", value)
+                improved = value > state["best_accuracy"]
+                if improved:
+                    state.update(best_accuracy=value, best_step=done)
+                    save_checkpoint(os.path.join(run_dir, BEST_FILE), model=model,
+                                    meta={**expect, "step": done, "accuracy": value})
+                log.info("step %d: validation accuracy %.1f%% (N=%d)%s", done, 100 * value,
+                         int(confusion.sum()), " best so far" if improved else "")
+                log.debug("validation confusion matrix:\n%s", format_confusion(confusion, labels))
+            if done % train_config.save_step_interval == 0 or done == total:
+                save(done)
+        elapsed = time.monotonic() - started
+    for writer in writers.values():
+        writer.flush()
+    if total > first_step:
+        log.info("trained %d steps in %.1f s (%.1f steps/s)", total - first_step, elapsed,
+                 (total - first_step) / max(elapsed, 1e-9))
+    return finish(run_dir, model=model, data=data, labels=labels, state=state)
+
+
+def finish(run_dir, *, model, data, labels, state):
+    """Load the best weights, score them on the test partition, and save the model and metrics."""
+    best = os.path.join(run_dir, BEST_FILE)
+    if os.path.exists(best):
+        load_checkpoint(best, model=model)
+    confusion = _confusion(model, data["testing"], len(labels))
+    metrics = {
+        "labels": labels,
+        "best_step": state["best_step"],
+        "validation_accuracy": state["best_accuracy"],
+        "test_accuracy": accuracy(confusion),
+        "test_confusion": confusion.tolist(),
+        "test_examples": int(confusion.sum()),
+    }
+    _save_model(os.path.join(run_dir, MODEL_FILE), model)
+    _write_json(os.path.join(run_dir, METRICS_FILE), metrics)
+    log.info("final test accuracy %.1f%% (N=%d), best validation step %d", 100 * metrics["test_accuracy"],
+             metrics["test_examples"], state["best_step"])
+    log.info("test confusion matrix:\n%s", format_confusion(confusion, labels))
+    return metrics
+
+
+def _load_data(data_config, feature_config, augment_config, train_config, *, progress):
+    index = index_dataset(data_config)
+    backgrounds = load_backgrounds(
+        index.background_paths, sample_rate=feature_config.sample_rate, min_length=feature_config.desired_samples
+    )
+    partitions = {}
+    for partition in ("validation", "testing"):
+        clips, labels = load_partition(
+            index, partition, feature_config, backgrounds=backgrounds, seed=train_config.seed, progress=progress
+        )
+        features = compute_features(clips, feature_config).reshape(len(clips), -1) if len(clips) else None
+        partitions[partition] = (features, labels)
+    clips, labels = load_partition(index, "training", feature_config, backgrounds=backgrounds, progress=progress)
+    if not len(clips):
+        raise UserError(f"{data_config.data_dir}: the training partition is empty")
+    unknown_clips = None
+    if train_config.fresh_unknowns and index.unknown_pool["training"]:
+        unknown_clips = load_clips(
+            [e.path for e in index.unknown_pool["training"]],
+            sample_rate=feature_config.sample_rate,
+            length=feature_config.desired_samples,
+            progress=progress,
+            description="loading unknown words",
+        )
+    partitions["training"] = TrainingBatches(
+        clips,
+        labels,
+        label_names=list(data_config.labels),
+        unknown_clips=unknown_clips,
+        backgrounds=backgrounds,
+        feature_config=feature_config,
+        augment_config=augment_config,
+        batch_size=train_config.batch_size,
+        seed=train_config.seed,
+    )
+    return partitions
+
+
+def _confusion(model, partition, label_count):
+    features, labels = partition
+    if features is None:
+        return np.zeros((label_count, label_count), dtype=np.int64)
+    predictions = np.concatenate([
+        np.argmax(np.asarray(model(features[i:i + 1000], training=False)), axis=-1)
+        for i in range(0, len(features), 1000)
+    ])
+    return confusion_matrix(labels, predictions, label_count)
+
+
+def _make_optimizer(config):
+    import keras
+
+    rate = config.learning_rate[0]
+    if config.optimizer == "momentum":
+        return keras.optimizers.SGD(learning_rate=rate, momentum=0.9, nesterov=True)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=rate)
+    return keras.optimizers.SGD(learning_rate=rate)
+
+
+def _prepare_run_dir(run_dir, settings):
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        probe = os.path.join(run_dir, ".write-test")
+        with open(probe, "w") as file:
+            file.write("ok")
+        os.remove(probe)
+    except OSError as error:
+        raise UserError(f"{run_dir}: cannot write to the train_dir ({error.strerror or error})") from None
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as file:
+            existing = json.load(file)
+        if existing != json.loads(json.dumps(settings)):
+            changed = sorted(
+                f"{section}.{key}"
+                for section in settings
+                for key in (settings[section] if isinstance(settings[section], dict) else [None])
+                if _get(existing, section, key) != _get(json.loads(json.dumps(settings)), section, key)
+            )
+            raise UserError(
+                f"{run_dir} holds a run with other settings ({', '.join(changed)}); "
+                "re-run with the same flags to resume, or pass a new --train_dir"
+            )
+        return
+    _write_json(path, settings)
+    _write_text(os.path.join(run_dir, LABELS_FILE), "\n".join(settings["labels"]) + "\n")
+
+
+def _get(config, section, key):
+    value = config.get(section)
+    return value.get(key) if key is not None and isinstance(value, dict) else value
+
+
+def _save_model(path, model):
+    temporary = path + ".tmp.keras"
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    except OSError as error:
+        raise UserError(f"{path}: cannot save the model ({error.strerror or error})") from None
+
+
+def _write_json(path, data):
+    _write_text(path, json.dumps(data, indent=1) + "\n")
+
+
+def _write_text(path, text):
+    temporary = path + ".tmp"
+    try:
+        with open(temporary, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except OSError as error:
+        raise UserError(f"{path}: cannot write ({error.strerror or error})") from None
+
+
+def _summary_writers(directory):
+    import tensorflow as tf
+
+    return {
+        name: tf.summary.create_file_writer(os.path.join(directory, name))
+        for name in ("train", "validation")
+    }
+
+
+def _progress_bar(total, initial, enabled):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", desc="training",
+                dynamic_ncols=True, smoothing=0.05)
