@@ -119,19 +119,7 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
             state.update({k: meta[k] for k in state})
         log.info("resuming from %s at step %d", resume_from, state["step"])
 
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    @tf.function
-    def train_step(features, labels_, learning_rate):
-        optimizer.learning_rate.assign(learning_rate)
-        with tf.GradientTape() as tape:
-            logits = model(features, training=True)
-            loss = loss_fn(labels_, logits)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        correct = tf.equal(tf.argmax(logits, axis=-1), labels_)
-        return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
-
+    train_step = make_train_step(model, optimizer)
     writers = _summary_writers(summaries_dir or os.path.join(run_dir, "logs"))
     total = train_config.total_steps
     batches = data["training"].iterate(state["step"], total)
@@ -176,10 +164,33 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
         elapsed = time.monotonic() - started
     for writer in writers.values():
         writer.flush()
-    if total > first_step:
-        log.info("trained %d steps in %.1f s (%.1f steps/s)", total - first_step, elapsed,
-                 (total - first_step) / max(elapsed, 1e-9))
-    return finish(run_dir, model=model, data=data, labels=labels, state=state)
+    steps_run = total - first_step
+    if steps_run:
+        log.info("trained %d steps in %.1f s (%.1f steps/s)", steps_run, elapsed, steps_run / max(elapsed, 1e-9))
+    metrics = finish(run_dir, model=model, data=data, labels=labels, state=state)
+    return {**metrics, "steps_run": steps_run, "train_seconds": elapsed}
+
+
+def make_train_step(model, optimizer):
+    """A compiled step: (features, labels, learning rate) -> (loss, batch accuracy), updating the model."""
+    import keras
+    import tensorflow as tf
+
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    # No jit_compile: XLA made these small models many times slower on CPUs.
+    @tf.function
+    def train_step(features, labels, learning_rate):
+        optimizer.learning_rate.assign(learning_rate)
+        with tf.GradientTape() as tape:
+            logits = model(features, training=True)
+            loss = loss_fn(labels, logits)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        correct = tf.equal(tf.argmax(logits, axis=-1), labels)
+        return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
+
+    return train_step
 
 
 def finish(run_dir, *, model, data, labels, state):

@@ -1,0 +1,58 @@
+"""tiny_embedding_conv: tiny_conv with a second, widely strided convolution.
+
+The second convolution shrinks the feature map to a small "embedding" before
+the dense layer. For 49x40 input and 4 labels:
+conv 10x8x1x8 + 8, SAME, stride 2 -> 25x20x8;
+conv 10x8x8x8 + 8, SAME, stride 8 -> 4x3x8; dense 96x4 + 4;
+6,164 parameters and 381,824 multiply-accumulates.
+"""
+
+from dataclasses import dataclass
+
+import keras
+
+from microkws.models._common import check_config, fingerprint_input, flatten, original_init
+
+
+@dataclass(frozen=True)
+class TinyEmbeddingConvConfig:
+    """Settings of tiny_embedding_conv; the defaults are the original's."""
+
+    first_kernel: tuple[int, int] = (10, 8)
+    """First convolution kernel (frames, bins)."""
+    first_filters: int = 8
+    """Output channels of the first convolution."""
+    first_strides: tuple[int, int] = (2, 2)
+    """First convolution strides (frames, bins); padding is SAME."""
+    second_kernel: tuple[int, int] = (10, 8)
+    """Second convolution kernel (frames, bins)."""
+    second_filters: int = 8
+    """Output channels of the second convolution."""
+    second_strides: tuple[int, int] = (8, 8)
+    """Second convolution strides (frames, bins); padding is SAME."""
+
+
+def build(*, input_shape, label_count, dropout_rate=0.5, config=TinyEmbeddingConvConfig()):
+    """Conv -> ReLU -> dropout -> conv -> ReLU -> dropout -> dense logits."""
+    check_config(config, TinyEmbeddingConvConfig)
+    inputs, x = fingerprint_input(input_shape=input_shape, label_count=label_count, dropout_rate=dropout_rate)
+    for i, (filters, kernel, strides) in enumerate(
+        [
+            (config.first_filters, config.first_kernel, config.first_strides),
+            (config.second_filters, config.second_kernel, config.second_strides),
+        ],
+        start=1,
+    ):
+        x = keras.layers.Conv2D(
+            filters,
+            kernel,
+            strides=strides,
+            padding="same",
+            activation="relu",
+            kernel_initializer=original_init(),
+            name=f"conv_{i}",
+        )(x)
+        x = keras.layers.Dropout(dropout_rate, name=f"dropout_{i}")(x)
+    x = flatten(x, name="flatten")
+    logits = keras.layers.Dense(label_count, kernel_initializer=original_init(), name="logits")(x)
+    return keras.Model(inputs, logits, name="tiny_embedding_conv")

@@ -1,0 +1,160 @@
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from microkws.cli import build_parser
+from microkws.dataset import DataConfig
+from microkws.errors import UserError
+from microkws.train import TrainConfig, train
+from microkws.train.checkpoint import latest_checkpoint, read_meta
+
+TUTORIAL = (
+    "--model_architecture=tiny_conv --window_stride=20 --preprocess=micro --wanted_words=up,down "
+    "--silence_percentage=25 --unknown_percentage=25 --quantize=1"
+).split()
+
+
+def short_config(**overrides):
+    settings = dict(how_many_training_steps=(30, 10), learning_rate=(0.003, 0.001), batch_size=32,
+                    eval_step_interval=20, save_step_interval=10, optimizer="adam")
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def data_config(root, **overrides):
+    return DataConfig(root, wanted_words=("up", "down"), silence_percentage=25, unknown_percentage=25, **overrides)
+
+
+def cli_args(root, run_dir, *extra):
+    return [sys.executable, "-m", "microkws", "train", *TUTORIAL, "--data_dir", str(root), "--train_dir",
+            str(run_dir), "--how_many_training_steps", "30,10", "--learning_rate", "0.003,0.001", "--batch_size",
+            "32", "--eval_step_interval", "20", "--save_step_interval", "10", "--optimizer", "adam",
+            "--no_progress", *extra]
+
+
+def test_tutorial_flags_parse_in_both_spellings():
+    args = build_parser().parse_args(["train", *TUTORIAL])
+    assert args.window_stride_ms == 20.0 and args.preprocess == "micro" and args.quantize is True
+    assert args.wanted_words == ("up", "down") and args.model_architecture == "tiny_conv"
+    modern = build_parser().parse_args(["train", "--wanted-words", "yes,no", "--window-stride-ms", "10",
+                                         "--quantize", "0", "--check-nans", "false"])
+    assert modern.wanted_words == ("yes", "no") and modern.window_stride_ms == 10.0
+    assert modern.quantize is False and modern.check_nans is False
+
+
+def test_short_run_leaves_a_complete_run_directory(mini_dataset, tmp_path):
+    run_dir = tmp_path / "run"
+    metrics = train(run_dir, data_config=data_config(mini_dataset), train_config=short_config(), progress=False)
+    assert (run_dir / "labels.txt").read_text() == "_silence_\n_unknown_\nup\ndown\n"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["labels"] == ["_silence_", "_unknown_", "up", "down"]
+    assert config["features"]["window_stride_ms"] == 20 and config["train"]["model_architecture"] == "tiny_conv"
+    assert (run_dir / "model.keras").is_file() and (run_dir / "best.npz").is_file()
+    assert read_meta(latest_checkpoint(run_dir / "checkpoints"))["step"] == 40
+    assert len(list((run_dir / "checkpoints").glob("ckpt-*.npz"))) <= 3
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["test_accuracy"] == metrics["test_accuracy"]
+    assert 0 <= metrics["test_accuracy"] <= 1
+    assert np.array(saved["test_confusion"]).sum() == saved["test_examples"] > 0
+    assert metrics["best_step"] in (20, 40)
+    assert list((run_dir / "logs" / "train").glob("events.out.tfevents.*"))
+    assert list((run_dir / "logs" / "validation").glob("events.out.tfevents.*"))
+
+
+def _final_weights(run_dir):
+    with np.load(run_dir / "best.npz") as data:
+        return [data[k] for k in sorted(data.files) if k.startswith("model/")]
+
+
+def test_resume_after_kill_reaches_the_uninterrupted_result(mini_dataset, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    straight = tmp_path / "straight"
+    subprocess.run(cli_args(mini_dataset, straight), check=True, env=env, capture_output=True)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(cli_args(mini_dataset, killed), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoints" / "ckpt-000020.npz").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "training ended before the kill"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "metrics.json").exists()
+    resumed = subprocess.run(cli_args(mini_dataset, killed), check=True, env=env, capture_output=True, text=True)
+    assert "resuming from" in resumed.stderr
+    for a, b in zip(_final_weights(straight), _final_weights(killed)):
+        np.testing.assert_array_equal(a, b)
+    assert json.loads((straight / "metrics.json").read_text()) == json.loads((killed / "metrics.json").read_text())
+
+
+def test_rerun_with_other_settings_is_refused(mini_dataset, tmp_path):
+    run_dir = tmp_path / "run"
+    train(run_dir, data_config=data_config(mini_dataset), train_config=short_config(how_many_training_steps=(5, 5)),
+          progress=False)
+    with pytest.raises(UserError, match="other settings .*train.batch_size"):
+        train(run_dir, data_config=data_config(mini_dataset),
+              train_config=short_config(how_many_training_steps=(5, 5), batch_size=8), progress=False)
+
+
+def test_checkpoint_of_another_architecture_or_labels_is_refused(mini_dataset, tmp_path):
+    first = tmp_path / "first"
+    train(first, data_config=data_config(mini_dataset), train_config=short_config(how_many_training_steps=(5, 5)),
+          progress=False)
+    checkpoint = latest_checkpoint(first / "checkpoints")
+    with pytest.raises(UserError, match="architecture 'tiny_conv' but this run has 'single_fc'"):
+        train(tmp_path / "b", data_config=data_config(mini_dataset), start_checkpoint=checkpoint,
+              train_config=short_config(how_many_training_steps=(5, 5), model_architecture="single_fc"),
+              progress=False)
+    other_labels = DataConfig(mini_dataset, wanted_words=("left", "right"))
+    with pytest.raises(UserError, match="labels"):
+        train(tmp_path / "c", data_config=other_labels, start_checkpoint=checkpoint,
+              train_config=short_config(how_many_training_steps=(5, 5)), progress=False)
+
+
+def test_disk_full_keeps_the_previous_checkpoint(mini_dataset, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    calls = {"n": 0}
+    real_savez = np.savez
+
+    def savez_until_full(file, **arrays):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            file.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_savez(file, **arrays)
+
+    monkeypatch.setattr(np, "savez", savez_until_full)
+    with pytest.raises(UserError, match=r"No space left on device\); the previous checkpoint is kept"):
+        train(run_dir, data_config=data_config(mini_dataset), progress=False,
+              train_config=short_config(how_many_training_steps=(30, 10), eval_step_interval=100))
+    names = sorted(os.listdir(run_dir / "checkpoints"))
+    assert names == ["ckpt-000010.npz", "ckpt-000020.npz"]  # no temporary or half-written file left
+    assert read_meta(run_dir / "checkpoints" / "ckpt-000020.npz")["step"] == 20
+
+
+def test_nan_loss_stops_naming_the_step(mini_dataset, tmp_path):
+    with pytest.raises(UserError, match=r"loss became nan at step \d+"):
+        train(tmp_path / "run", data_config=data_config(mini_dataset), progress=False,
+              train_config=short_config(optimizer="gradient_descent", learning_rate=(1e30, 1e30), check_nans=True))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model_architecture", "resnet"], "unknown model architecture 'resnet'"),
+    (["--how_many_training_steps", "100,10", "--learning_rate", "0.1"], "has 2 entries but learning_rate has 1"),
+    (["--batch_size", "0"], "batch_size must be a positive integer"),
+    (["--train_dir", "/proc/forbidden/run"], "cannot write to the train_dir"),
+])
+def test_bad_flags_give_one_line_and_status_2(mini_dataset, flags, message):
+    result = subprocess.run([sys.executable, "-m", "microkws", "train", "--data_dir", str(mini_dataset), *flags],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
