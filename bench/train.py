@@ -1,0 +1,101 @@
+"""Training speed of the reference recipe, against the bare training-step floor, in one run.
+
+Recipe: tiny_conv, micro features (30 ms / 20 ms / 40), wanted words up,down,
+silence 25 %, unknown 25 %, batch 100, the original's augmentation, on
+../shared/data/speech_commands_sample.
+
+Prints:
+- the full pipeline: `microkws.train.train` for STEPS steps (fresh augmentation
+  and features every step, validation and checkpoints included), wall time
+  and steps/s;
+- the floor: the same model's compiled training step on ready-made batches;
+- the projection for the full 18,000-step recipe and its ratio to the floor
+  (target: at most 2x).
+
+    python bench/train.py [--steps 1000]
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = ROOT.parent / "shared" / "data" / "speech_commands_sample"
+RECIPE_STEPS = 18000
+TARGET_RATIO = 2.0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=1000, help="pipeline steps to time (default: %(default)s)")
+    parser.add_argument("--floor_steps", type=int, default=500, help="floor steps to time (default: %(default)s)")
+    parser.add_argument("--data_dir", default=str(DATA_DIR))
+    args = parser.parse_args()
+
+    import keras
+    import numpy as np
+
+    from microkws.dataset import DataConfig
+    from microkws.features import FeatureConfig
+    from microkws.models import build_model
+    from microkws.train import TrainConfig, train
+    from microkws.train.loop import make_train_step
+
+    data = DataConfig(args.data_dir, wanted_words=("up", "down"), silence_percentage=25, unknown_percentage=25)
+    config = TrainConfig(
+        model_architecture="tiny_conv",
+        how_many_training_steps=(args.steps,),
+        learning_rate=(0.001,),
+        batch_size=100,
+        eval_step_interval=400,
+        save_step_interval=100,
+    )
+    features = FeatureConfig()
+
+    with tempfile.TemporaryDirectory() as run_dir:
+        started = time.monotonic()
+        metrics = train(run_dir, data_config=data, feature_config=features, train_config=config, progress=False)
+        total = time.monotonic() - started
+    pipeline_rate = metrics["steps_run"] / metrics["train_seconds"]
+
+    # The floor: the same model and step on batches already in memory.
+    keras.utils.set_random_seed(0)
+    model = build_model("tiny_conv", input_shape=features.shape, label_count=4)
+    optimizer = keras.optimizers.SGD(learning_rate=0.001)
+    step = make_train_step(model, optimizer)
+    rng = np.random.default_rng(0)
+    batches = [
+        (rng.uniform(0, 26, size=(100, features.fingerprint_size)).astype(np.float32),
+         rng.integers(4, size=100).astype(np.int64))
+        for _ in range(20)
+    ]
+    for x, y in batches[:5]:  # compile and warm up
+        step(x, y, np.float32(0.001))
+    started = time.monotonic()
+    for i in range(args.floor_steps):
+        x, y = batches[i % len(batches)]
+        loss, _ = step(x, y, np.float32(0.001))
+    float(loss)
+    floor_rate = args.floor_steps / (time.monotonic() - started)
+
+    ratio = floor_rate / pipeline_rate
+    print(f"machine: {os.cpu_count()} cores")
+    print(f"pipeline: {metrics['steps_run']} steps in {metrics['train_seconds']:.1f} s "
+          f"({pipeline_rate:.1f} steps/s); whole call incl. loading and export of results {total:.1f} s")
+    print(f"floor:    {floor_rate:.1f} steps/s (bare training step on ready-made batches)")
+    print(f"18,000-step recipe: {RECIPE_STEPS / pipeline_rate / 60:.1f} min; floor {RECIPE_STEPS / floor_rate / 60:.1f} min")
+    print(f"pipeline / floor time: {ratio:.2f}x (target <= {TARGET_RATIO}x): "
+          f"{'met' if ratio <= TARGET_RATIO else 'NOT met'}")
+    print(f"original (measured in the brief): 146 ms/step, 44 min for the recipe; "
+          f"ours {1000 / pipeline_rate:.1f} ms/step")
+    return 0 if ratio <= TARGET_RATIO else 1
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())
