@@ -118,5 +118,6 @@ def to_int16(samples):
     The original cast x * 32768 to int16, which wraps +1.0 to -32768;
     saturating keeps full-scale clips loud.
     """
-    scaled = np.trunc(np.asarray(samples, dtype=np.float32) * np.float32(32768))
-    return np.clip(scaled, -32768, 32767).astype(np.int16)
+    scaled = np.multiply(samples, np.float32(32768), dtype=np.float32)
+    np.trunc(scaled, out=scaled)
+    return np.clip(scaled, -32768, 32767, out=scaled).astype(np.int16)

@@ -39,51 +39,66 @@ class AugmentConfig:
 def time_shift(clips, shifts):
     """Move each clip right by shifts[i] samples (left if negative), filling with zeros."""
     clips = np.asarray(clips)
-    length = clips.shape[-1]
-    source = np.arange(length)[None, :] - np.asarray(shifts)[:, None]
-    inside = (source >= 0) & (source < length)
-    shifted = np.take_along_axis(clips, np.clip(source, 0, length - 1), axis=-1)
-    return np.where(inside, shifted, 0).astype(clips.dtype, copy=False)
+    out = np.zeros_like(clips)
+    for row, shift in enumerate(np.asarray(shifts)):
+        _shift_into(out[row], clips[row], int(shift))
+    return out
+
+
+def _shift_into(out, clip, shift):
+    length = len(clip)
+    if shift >= 0:
+        out[shift:] = clip[:length - shift]
+    else:
+        out[:length + shift] = clip[-shift:]
+
+
+def _random_slice(backgrounds, length, rng):
+    noise = backgrounds[rng.integers(len(backgrounds))]
+    offset = rng.integers(0, len(noise) - length) if len(noise) > length else 0
+    return noise[offset:offset + length]
 
 
 def background_slices(backgrounds, count, length, rng):
     """`count` random `length`-sample slices of random background recordings, float32 [count, length]."""
     out = np.zeros((count, length), dtype=np.float32)
-    if not backgrounds or count == 0:
-        return out
-    choices = rng.integers(len(backgrounds), size=count)
-    for row, choice in enumerate(choices):
-        noise = backgrounds[choice]
-        offset = rng.integers(0, len(noise) - length) if len(noise) > length else 0
-        piece = noise[offset:offset + length]
-        out[row, :len(piece)] = piece
+    if backgrounds:
+        for row in range(count):
+            piece = _random_slice(backgrounds, length, rng)
+            out[row, :len(piece)] = piece
     return out
 
 
 def augment(clips, is_silence, backgrounds, config, *, sample_rate, rng):
     """Augment a training batch: shift, mix background, clip to [-1, 1].
 
-    `is_silence[i]` marks silence examples: their clip is ignored and they
-    become background noise at a random volume in [0, silence_volume].
-    Other clips get noise with probability background_frequency.
+    `clips` are float in [-1, 1] or int16 (scaled by 1/32768). `is_silence[i]`
+    marks silence examples: their clip is ignored and they become background
+    noise at a random volume in [0, silence_volume]. Other clips get noise
+    with probability background_frequency.
     """
-    clips = np.asarray(clips, dtype=np.float32)
+    clips = np.asarray(clips)
+    scale = np.float32(1 / 32768) if clips.dtype == np.int16 else np.float32(1)
     is_silence = np.asarray(is_silence, dtype=bool)
     count, length = clips.shape
     max_shift = int(config.time_shift_ms * sample_rate / 1000)
-    if max_shift > 0:
-        # The original draws from [-max_shift, max_shift): randint's upper bound is exclusive.
-        clips = time_shift(clips, rng.integers(-max_shift, max_shift, size=count))
+    # The original draws from [-max_shift, max_shift): randint's upper bound is exclusive.
+    shifts = rng.integers(-max_shift, max_shift, size=count) if max_shift > 0 else np.zeros(count, dtype=int)
     volumes = np.where(
         rng.random(count) < config.background_frequency,
         rng.uniform(0, config.background_volume, size=count),
         0.0,
     )
-    volumes = np.where(is_silence, rng.uniform(0, config.silence_volume, size=count), volumes)
-    noise = background_slices(backgrounds, count, length, rng)
-    foreground = np.where(is_silence[:, None], 0.0, clips)
-    mixed = foreground + volumes[:, None].astype(np.float32) * noise
-    return np.clip(mixed, -1.0, 1.0).astype(np.float32)
+    volumes = np.where(is_silence, rng.uniform(0, config.silence_volume, size=count), volumes).astype(np.float32)
+    # Row by row: slices and in-place adds beat whole-batch fancy indexing by several times.
+    out = np.zeros((count, length), dtype=np.float32)
+    for row in range(count):
+        if not is_silence[row]:
+            _shift_into(out[row], clips[row] * scale, int(shifts[row]))
+        if backgrounds and volumes[row] > 0:
+            piece = _random_slice(backgrounds, length, rng)
+            out[row, :len(piece)] += volumes[row] * piece
+    return np.clip(out, -1.0, 1.0, out=out)
 
 
 def silence_examples(backgrounds, count, length, *, rng, volume=1.0):

@@ -16,18 +16,20 @@ from microkws.audio import to_int16
 from microkws.dataset.augment import augment
 from microkws.dataset.index import SILENCE_LABEL, UNKNOWN_LABEL
 from microkws.features import compute_features
+from microkws.train.quantize import snap_to_device_grid
 
 
 class TrainingBatches:
     """Makes the batch of any step from the training clips held in memory.
 
     clips: int16 [n, samples] of the training partition (silence rows unused);
-    labels: int [n]; unknown_clips: int16 [m, samples], the pool that unknown
+    labels: int [n]; device_grid: snap features to the device's int8 input
+    grid (quantization-aware training); unknown_clips: int16 [m, samples], the pool that unknown
     examples are drawn from on every step (None keeps the partition's own).
     """
 
     def __init__(self, clips, labels, *, label_names, unknown_clips, backgrounds, feature_config,
-                 augment_config, batch_size, seed):
+                 augment_config, batch_size, seed, device_grid=False):
         self.clips = clips
         self.labels = np.asarray(labels)
         self.unknown_clips = unknown_clips
@@ -36,6 +38,7 @@ class TrainingBatches:
         self.augment_config = augment_config
         self.batch_size = batch_size
         self.seed = seed
+        self.device_grid = device_grid
         self.silence_id = label_names.index(SILENCE_LABEL)
         self.unknown_id = label_names.index(UNKNOWN_LABEL)
 
@@ -50,15 +53,17 @@ class TrainingBatches:
         if self.unknown_clips is not None and unknown.any():
             clips[unknown] = self.unknown_clips[rng.integers(len(self.unknown_clips), size=int(unknown.sum()))]
         audio = augment(
-            clips.astype(np.float32) / 32768,
+            clips,
             labels == self.silence_id,
             self.backgrounds,
             self.augment_config,
             sample_rate=self.feature_config.sample_rate,
             rng=rng,
         )
-        features = compute_features(to_int16(audio), self.feature_config)
-        return features.reshape(self.batch_size, -1), labels
+        features = compute_features(to_int16(audio), self.feature_config).reshape(self.batch_size, -1)
+        if self.device_grid:
+            features = snap_to_device_grid(features)
+        return features, labels
 
     def iterate(self, start_step, stop_step, *, prefetch=4):
         """Yield batches of steps start_step..stop_step-1, made ahead in a background thread."""

@@ -32,6 +32,7 @@ from microkws.train.checkpoint import (
     save_checkpoint,
 )
 from microkws.train.config import TrainConfig
+from microkws.train.quantize import make_qat_train_step, snap_to_device_grid
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
             state.update({k: meta[k] for k in state})
         log.info("resuming from %s at step %d", resume_from, state["step"])
 
-    train_step = make_train_step(model, optimizer)
+    train_step = (make_qat_train_step if train_config.quantize else make_train_step)(model, optimizer)
     writers = _summary_writers(summaries_dir or os.path.join(run_dir, "logs"))
     total = train_config.total_steps
     batches = data["training"].iterate(state["step"], total)
@@ -220,12 +221,15 @@ def _load_data(data_config, feature_config, augment_config, train_config, *, pro
     backgrounds = load_backgrounds(
         index.background_paths, sample_rate=feature_config.sample_rate, min_length=feature_config.desired_samples
     )
+    device_grid = train_config.quantize and feature_config.preprocess == "micro"
     partitions = {}
     for partition in ("validation", "testing"):
         clips, labels = load_partition(
             index, partition, feature_config, backgrounds=backgrounds, seed=train_config.seed, progress=progress
         )
         features = compute_features(clips, feature_config).reshape(len(clips), -1) if len(clips) else None
+        if device_grid and features is not None:
+            features = snap_to_device_grid(features)
         partitions[partition] = (features, labels)
     clips, labels = load_partition(index, "training", feature_config, backgrounds=backgrounds, progress=progress)
     if not len(clips):
@@ -249,6 +253,7 @@ def _load_data(data_config, feature_config, augment_config, train_config, *, pro
         augment_config=augment_config,
         batch_size=train_config.batch_size,
         seed=train_config.seed,
+        device_grid=device_grid,
     )
     return partitions
 
