@@ -1,0 +1,113 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import write_tone
+
+from microkws.cli import COMMANDS, main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "microkws", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_works_for_every_command(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"] if command is None else [command, "--help"])
+    assert exit_.value.code == 0
+    assert "usage: microkws" in capsys.readouterr().out
+
+
+def test_features_int8_is_the_device_input(testvectors, tmp_path):
+    golden = json.loads((testvectors / "golden.json").read_text())
+    out = tmp_path / "yes.npy"
+    result = run_cli("features", testvectors / "yes_1000ms.wav", "--format", "int8", "--out", out)
+    assert result.returncode == 0, result.stderr
+    features = np.load(out)
+    assert features.dtype == np.int8 and features.shape == (49, 40)
+    expected = np.array(golden["clips"]["yes_1000ms.wav"]["int8_features_49x40"]).reshape(49, 40)
+    assert np.count_nonzero(features != expected) == 0
+
+
+def test_features_formats_and_c_array(testvectors, tmp_path, capsys):
+    wav = testvectors / "no_1000ms.wav"
+    assert main(["features", str(wav), "--format", "uint16", "--out", str(tmp_path / "u.npy")]) == 0
+    assert main(["features", str(wav), "--out", str(tmp_path / "f.npy")]) == 0
+    raw, scaled = np.load(tmp_path / "u.npy"), np.load(tmp_path / "f.npy")
+    assert raw.dtype == np.uint16 and scaled.dtype == np.float32
+    np.testing.assert_allclose(scaled, raw * 10 / 256, rtol=1e-6)
+    assert main(["features", str(wav), "--format", "int8", "--c_array", str(tmp_path / "no.cc")]) == 0
+    source = (tmp_path / "no.cc").read_text()
+    assert "const int g_no_1000ms_features_width = 40;" in source
+    assert "const int8_t g_no_1000ms_features_data[]" in source
+    golden = json.loads((testvectors / "golden.json").read_text())["clips"]["no_1000ms.wav"]["int8_features_49x40"]
+    body = source.split("{", 1)[1].split("}", 1)[0]
+    assert [int(v) for v in body.replace("\n", " ").split(",") if v.strip()] == golden
+    assert main(["features", str(wav), "--preprocess", "mfcc", "--window_stride_ms", "10",
+                 "--out", str(tmp_path / "m.npy")]) == 0
+    assert np.load(tmp_path / "m.npy").shape == (98, 40)
+    assert main(["features", str(wav), "--preprocess", "mfcc", "--format", "int8"]) == 2
+    assert "needs --preprocess micro" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("u8.wav", dict(subtype="PCM_U8")), ("s24.wav", dict(subtype="PCM_24")), ("f32.wav", dict(subtype="FLOAT")),
+    ("stereo.wav", dict(channels=2)), ("r8k.wav", dict(rate=8000)), ("r44k.wav", dict(rate=44100)),
+    ("long.wav", dict(seconds=3.0)), ("short.wav", dict(seconds=0.2)),
+])
+def test_features_on_odd_but_valid_files(tmp_path, name, kwargs):
+    path = write_tone(tmp_path / name, **kwargs)
+    assert main(["features", str(path), "--format", "int8", "--out", str(tmp_path / "x.npy")]) == 0
+    features = np.load(tmp_path / "x.npy")
+    assert features.shape == (49, 40) and features.max() > -128  # the tone is heard
+
+
+def _bad(tmp_path, name):
+    good = write_tone(tmp_path / "good.wav").read_bytes()
+    path = tmp_path / name
+    if name == "empty.wav":
+        path.write_bytes(b"")
+    elif name == "truncated.wav":
+        path.write_bytes(good[:20])
+    elif name == "zero_frames.wav":
+        soundfile.write(path, np.zeros(0, dtype=np.int16), 16000, subtype="PCM_16")
+    else:
+        path.write_text("this is a text file\n")
+    return path
+
+
+@pytest.mark.parametrize("name", ["empty.wav", "truncated.wav", "zero_frames.wav", "text.wav"])
+def test_features_on_bad_files_exit_2_with_one_line(tmp_path, name):
+    path = _bad(tmp_path, name)
+    out = tmp_path / "out.npy"
+    result = run_cli("features", path, "--out", out)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(path) in lines[0] and "Traceback" not in result.stderr
+    assert not out.exists() and not list(tmp_path.glob("out.npy*"))
+
+
+def test_dataset_command_prints_the_counts(sample_dir, capsys):
+    assert main(["dataset", "--data_dir", str(sample_dir), "--wanted_words", "up,down",
+                 "--silence_percentage", "25", "--unknown_percentage", "25", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["counts"]["validation"] == {"_silence_": 15, "_unknown_": 15, "up": 27, "down": 32}
+    assert report["counts"]["testing"] == {"_silence_": 19, "_unknown_": 19, "up": 39, "down": 36}
+    assert report["counts"]["training"] == {"_silence_": 86, "_unknown_": 86, "up": 168, "down": 175}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["dataset", "--data_dir", "/nonexistent/data"], "/nonexistent/data: data folder not found"),
+    (["dataset", "--data_dir", "{sample}", "--wanted_words", "up,banana"], "banana not found; words found:"),
+])
+def test_dataset_errors_are_one_line(sample_dir, args, message):
+    result = run_cli(*[a.replace("{sample}", str(sample_dir)) for a in args])
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0]
