@@ -11,6 +11,7 @@ A run directory holds everything about one run:
     logs/              TensorBoard scalars (or --summaries_dir)
 """
 
+import contextlib
 import json
 import logging
 import math
@@ -159,7 +160,7 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
                                     meta={**expect, "step": done, "accuracy": value})
                 log.info("step %d: validation accuracy %.1f%% (N=%d)%s", done, 100 * value,
                          int(confusion.sum()), " best so far" if improved else "")
-                log.debug("validation confusion matrix:\n%s", format_confusion(confusion, labels))
+                log.info("validation confusion matrix:\n%s", format_confusion(confusion, labels))
             if done % train_config.save_step_interval == 0 or done == total:
                 save(done)
         elapsed = time.monotonic() - started
@@ -346,8 +347,12 @@ def _summary_writers(directory):
     }
 
 
+@contextlib.contextmanager
 def _progress_bar(total, initial, enabled):
+    """A bar with step, loss, accuracy, steps/s and time left; log lines print above it."""
     from tqdm.auto import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", desc="training",
-                dynamic_ncols=True, smoothing=0.05)
+    with logging_redirect_tqdm(), tqdm(total=total, initial=initial, disable=not enabled, unit="step",
+                                       desc="training", dynamic_ncols=True, smoothing=0.05) as bar:
+        yield bar
