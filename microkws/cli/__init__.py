@@ -20,6 +20,9 @@ COMMANDS = {
     "features": ("features", "compute the features of one WAV file (the original wav_to_features)"),
     "dataset": ("dataset", "show the partitions and per-label example counts of a data folder"),
     "train": ("train", "train a model (the original train.py's flags); resumes an interrupted run"),
+    "export": ("export", "export a run for the microcontroller: int8 .tflite, C array, SavedModel, device report"),
+    "freeze": ("export", "write a run's audio-to-probabilities SavedModel (the original freeze.py)"),
+    "verify": ("verify", "run an int8 .tflite on TFLite Micro's kernels: bytes, arena, ops, accuracy"),
 }
 
 

@@ -1,0 +1,53 @@
+"""Run an integer .tflite model on TensorFlow Lite Micro's own kernels and report what it costs.
+
+  microkws verify MODEL.tflite [--train_dir DIR | --data_dir DIR --wanted_words W1,W2]
+
+Loads the model into the tflite-micro runtime and reports: model bytes (flash),
+the smallest tensor arena that works, the op list, multiply-accumulates,
+whether every output equals TFLite's reference kernels bit for bit, TFLM
+micro_speech's four golden clips, and int8 accuracy on the test split next
+to the float model's. Prints a table and writes device_report.json (into
+the run directory, else beside the model, or --report).
+
+A model inside a run directory takes its features, labels, test split and
+float model from the run. Otherwise --data_dir (with the data flags) names a
+test split and the feature flags describe the features (default: micro_speech's).
+The budget of the reference recipe is printed as met or not: at most 19,000
+bytes, a 10 KB arena, and int8 within 0.5 points of float.
+"""
+
+from microkws.cli._flags import add_data_arguments, add_flag, comma_list, data_config_from_args
+from microkws.cli.train import add_feature_arguments, feature_config_from_args
+
+
+def add_arguments(parser):
+    parser.add_argument("model", metavar="MODEL.tflite", help="an int8 (or uint8) TFLite model")
+    add_flag(parser, "--train_dir", metavar="DIR",
+             help="the run the model came from (default: the model's folder when it is a run directory)")
+    add_flag(parser, "--labels", type=comma_list, default=None, metavar="L1,L2",
+             help="names of the outputs, without a run or data folder")
+    add_flag(parser, "--report", metavar="FILE", help="where to write device_report.json")
+    add_flag(parser, "--no_arena_search", action="store_true", help="skip measuring the smallest arena")
+    add_flag(parser, "--no_progress", action="store_true", help="no progress bars")
+    add_flag(parser, "--json", action="store_true", help="print the report as JSON instead of a table")
+    add_data_arguments(parser)
+    add_feature_arguments(parser)
+
+
+def run(args):
+    import json
+
+    from microkws.device import format_report, verify
+
+    report = verify(
+        args.model,
+        train_dir=args.train_dir,
+        data_config=data_config_from_args(args) if args.data_dir else None,
+        feature_config=feature_config_from_args(args),
+        labels=args.labels,
+        report_path=args.report,
+        search_arena=not args.no_arena_search,
+        progress=not args.no_progress,
+    )
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return 0

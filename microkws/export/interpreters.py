@@ -1,0 +1,51 @@
+"""TensorFlow Lite's own interpreter, for reference outputs and the float model.
+
+`tf.lite.Interpreter` is deprecated in favour of the ai_edge_litert package
+(it still ships with TF 2.21), and its reference kernels are selected with
+the experimental `OpResolverType.BUILTIN_REF`: the plain C++ kernels that
+TFLM's kernels were ported from, with no optimised paths. Both are kept
+here, behind two functions, so a TF upgrade that moves them is a change in
+one file; tests/test_export.py fails if either disappears.
+"""
+
+import warnings
+
+import numpy as np
+
+
+def reference_interpreter(model_bytes):
+    """A tf.lite interpreter running `model_bytes` on TFLite's reference kernels."""
+    import tensorflow as tf
+
+    return _interpreter(model_bytes, tf.lite.experimental.OpResolverType.BUILTIN_REF)
+
+
+def float_interpreter(model_bytes):
+    """A tf.lite interpreter with the default (optimised) kernels, for float models."""
+    import tensorflow as tf
+
+    return _interpreter(model_bytes, tf.lite.experimental.OpResolverType.AUTO)
+
+
+def run_interpreter(interpreter, inputs):
+    """Outputs of a one-input, one-output, batch-1 tf.lite interpreter for each row of `inputs`."""
+    input_detail = interpreter.get_input_details()[0]
+    output_detail = interpreter.get_output_details()[0]
+    shape = input_detail["shape"]
+    outputs = []
+    for row in np.asarray(inputs):
+        interpreter.set_tensor(input_detail["index"], row.reshape(shape).astype(input_detail["dtype"]))
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(output_detail["index"]).reshape(-1).copy())
+    return np.stack(outputs) if outputs else np.zeros((0, int(np.prod(output_detail["shape"]))))
+
+
+def _interpreter(model_bytes, resolver):
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        # "tf.lite.Interpreter is deprecated": known, and handled here (see the module docstring).
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = tf.lite.Interpreter(model_content=bytes(model_bytes), experimental_op_resolver_type=resolver)
+    interpreter.allocate_tensors()
+    return interpreter
