@@ -113,11 +113,17 @@ def _reason(error):
 
 
 def to_int16(samples):
-    """Float samples in [-1, 1] to int16 as `trunc(x * 32768)`, saturating at the ends.
+    """Float samples in [-1, 1] to int16 PCM as `trunc(x * 32768)`, saturating at the ends.
 
-    The original cast x * 32768 to int16, which wraps +1.0 to -32768;
-    saturating keeps full-scale clips loud.
+    The original cast x * 32768 to int16, which wraps +1.0 around to -32768;
+    saturating keeps full-scale clips loud and is identical everywhere else.
     """
-    scaled = np.multiply(samples, np.float32(32768), dtype=np.float32)
+    samples = np.asarray(samples)
+    if not np.issubdtype(samples.dtype, np.floating):
+        raise TypeError(f"to_int16 expects float samples, got {samples.dtype}")
+    if np.isnan(samples).any():
+        raise ValueError("audio contains NaN")
+    # Scaling by a power of two is exact, so the float type loses nothing here.
+    scaled = np.multiply(samples, 32768, dtype=np.result_type(samples.dtype, np.float32))
     np.trunc(scaled, out=scaled)
     return np.clip(scaled, -32768, 32767, out=scaled).astype(np.int16)
