@@ -23,18 +23,17 @@ DEVICE_SCALE = 0.10162353515625
 def run(tmp_path_factory, sample_dir):
     """A trained and exported yes/no run directory, and export_run's result."""
     from microkws.dataset import DataConfig
-    from microkws.export import export_run
     from microkws.train import TrainConfig, train
 
     run_dir = tmp_path_factory.mktemp("run")
-    train(
+    metrics = train(
         run_dir,
         data_config=DataConfig(sample_dir, wanted_words=("yes", "no")),
         train_config=TrainConfig(how_many_training_steps=(300,), learning_rate=(0.002,), optimizer="adam",
                                  eval_step_interval=100, save_step_interval=300),
         progress=False,
     )
-    return run_dir, export_run(run_dir, progress=False)
+    return run_dir, metrics["export"]  # train exports and verifies at the end
 
 
 @pytest.fixture(scope="module")

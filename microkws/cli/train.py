@@ -72,6 +72,8 @@ def add_arguments(parser):
              help="TensorBoard logs (default: TRAIN_DIR/logs)")
     add_flag(output, "--start_checkpoint", default="", metavar="FILE",
              help="initialise from this checkpoint (.npz) instead of from scratch")
+    add_flag(output, "--export", type=str_to_bool, default=True, metavar="0|1",
+             help="export model.tflite, model_data.cc and saved_model/ and verify on TFLM at the end (default: 1)")
     add_flag(output, "--verbosity", choices=sorted(VERBOSITY), default="info", help="log level (default: info)")
     add_flag(output, "--no_progress", action="store_true", help="no progress bar")
 
@@ -139,8 +141,13 @@ def run(args):
         train_config=train_config,
         start_checkpoint=args.start_checkpoint or None,
         summaries_dir=args.summaries_dir,
+        export=args.export,
         progress=not args.no_progress,
     )
-    print(f"test accuracy: {100 * metrics['test_accuracy']:.1f}% ({metrics['test_examples']} examples); "
-          f"model in {args.train_dir}")
+    print(f"test accuracy (float): {100 * metrics['test_accuracy']:.1f}% ({metrics['test_examples']} examples); "
+          f"run in {args.train_dir}")
+    if metrics.get("export"):
+        from microkws.device import format_report
+
+        print(format_report(metrics["export"]["report"]))
     return 0

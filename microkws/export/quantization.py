@@ -32,8 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from microkws.errors import UserError
+from microkws.features.micro import INT8_INPUT_SCALE
 
-DEVICE_SCALE = (10 / 256) * (666 / 256)
+DEVICE_SCALE = INT8_INPUT_SCALE
 """0.10162353515625: one step of the device's int8 feature, in training-scale units."""
 INFERENCE_TYPES = {"int8": (-128, 127), "uint8": (0, 255)}
 """Input/output type of the integer model -> its (lowest, highest) value."""

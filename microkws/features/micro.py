@@ -26,6 +26,8 @@ from microkws.features.config import FeatureConfig
 INT8_SCALE = 256
 INT8_DIVISOR = 666
 TRAINING_SCALE = 10.0 / 256.0
+# One step of that int8 input in the training scale: (10/256) * (666/256) = 0.10162353515625.
+INT8_INPUT_SCALE = TRAINING_SCALE * INT8_DIVISOR / INT8_SCALE
 
 # Fewer clips than this per thread do not pay for handing them to a thread.
 _MIN_CLIPS_PER_THREAD = 16

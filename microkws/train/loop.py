@@ -77,12 +77,14 @@ def load_run_config(run_dir):
 
 
 def train(run_dir, *, data_config, feature_config=None, augment_config=None, train_config=None,
-          start_checkpoint=None, summaries_dir=None, progress=True):
+          start_checkpoint=None, summaries_dir=None, export=True, progress=True):
     """Train a model into `run_dir`; resumes if `run_dir` holds checkpoints of the same settings.
 
     Configs left as None take their defaults (the micro_speech recipe's features,
     the original's augmentation and schedule). Returns the final metrics dict
-    (also written to metrics.json).
+    (also written to metrics.json). With `export`, the best model is then
+    exported for the device and verified on TFLM's kernels
+    (`microkws.export.export_run`), and metrics["export"] holds its files and device report.
     """
     import keras
     import tensorflow as tf
@@ -170,7 +172,12 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
     if steps_run:
         log.info("trained %d steps in %.1f s (%.1f steps/s)", steps_run, elapsed, steps_run / max(elapsed, 1e-9))
     metrics = finish(run_dir, model=model, data=data, labels=labels, state=state)
-    return {**metrics, "steps_run": steps_run, "train_seconds": elapsed}
+    metrics = {**metrics, "steps_run": steps_run, "train_seconds": elapsed}
+    if export:
+        from microkws.export import export_run
+
+        metrics["export"] = export_run(run_dir, progress=progress)
+    return metrics
 
 
 def make_train_step(model, optimizer):

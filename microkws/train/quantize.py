@@ -16,10 +16,7 @@ calibration data of the training split.
 
 import numpy as np
 
-from microkws.features.micro import INT8_DIVISOR, INT8_SCALE, TRAINING_SCALE
-
-# One int8 input step in the training scale: (10/256) * (666/256) = 0.10162353515625.
-INT8_INPUT_SCALE = TRAINING_SCALE * INT8_DIVISOR / INT8_SCALE
+from microkws.features.micro import INT8_INPUT_SCALE
 
 
 def snap_to_device_grid(features):
