@@ -12,10 +12,11 @@ import math
 import os
 import random
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 from microkws.audio import AudioError, check_audio, is_audio_path
 from microkws.dataset.split import PARTITIONS, TESTING_LIST, VALIDATION_LIST, read_list_file, which_set
+from microkws._config import reject_unknown_keys
 from microkws.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -82,10 +83,7 @@ class DataConfig:
 
     @classmethod
     def from_dict(cls, data, source="config"):
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(f"{source}: unknown data setting(s) {', '.join(unknown)}")
+        reject_unknown_keys(cls, data, source=source, kind="data")
         return cls(**{**data, "wanted_words": tuple(data.get("wanted_words", DEFAULT_WANTED_WORDS))})
 
 

@@ -1,11 +1,18 @@
 """Feature settings: the original `prepare_model_settings`, as one frozen object."""
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
+from microkws._config import reject_unknown_keys
 from microkws.errors import UserError
 
 PREPROCESS_MODES = ("micro", "mfcc", "average")
+MICRO_FRONTEND_OPTIONS = (
+    "lower_band_limit", "upper_band_limit", "smoothing_bits", "even_smoothing", "odd_smoothing",
+    "min_signal_remaining", "enable_pcan", "pcan_strength", "pcan_offset", "gain_bits", "enable_log",
+    "scale_shift",
+)
+"""The settings of TFLM's audio frontend beyond window, stride and channels, named as its options."""
 
 
 @dataclass(frozen=True)
@@ -118,16 +125,17 @@ class FeatureConfig:
         """Values per clip: 1960 for the defaults."""
         return self.spectrogram_length * self.fingerprint_width
 
+    def frontend_options(self):
+        """The micro frontend's options as keyword arguments (TensorFlow's op and ours share the names)."""
+        return {name: getattr(self, name) for name in MICRO_FRONTEND_OPTIONS}
+
     def to_dict(self):
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data, source="config"):
         """Build from a dict, rejecting unknown keys (naming `source`)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(f"{source}: unknown feature setting(s) {', '.join(unknown)}")
+        reject_unknown_keys(cls, data, source=source, kind="feature")
         return cls(**data)
 
 

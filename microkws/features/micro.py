@@ -126,18 +126,7 @@ def _plan(config):
             window_size=config.window_size_samples,
             window_step=config.window_stride_samples,
             num_channels=config.feature_bin_count,
-            lower_band_limit=config.lower_band_limit,
-            upper_band_limit=config.upper_band_limit,
-            smoothing_bits=config.smoothing_bits,
-            even_smoothing=config.even_smoothing,
-            odd_smoothing=config.odd_smoothing,
-            min_signal_remaining=config.min_signal_remaining,
-            enable_pcan=config.enable_pcan,
-            pcan_strength=config.pcan_strength,
-            pcan_offset=config.pcan_offset,
-            gain_bits=config.gain_bits,
-            enable_log=config.enable_log,
-            scale_shift=config.scale_shift,
+            **config.frontend_options(),
         )
     except ValueError as error:
         raise UserError(f"micro frontend settings: {error}") from error

@@ -1,7 +1,8 @@
 """Training settings: the original train.py's, as one frozen object."""
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
+from microkws._config import reject_unknown_keys
 from microkws.errors import UserError
 
 OPTIMIZERS = ("gradient_descent", "momentum", "adam")
@@ -81,8 +82,5 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data, source="config"):
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(f"{source}: unknown training setting(s) {', '.join(unknown)}")
+        reject_unknown_keys(cls, data, source=source, kind="training")
         return cls(**data)
