@@ -59,7 +59,8 @@ def main():
 
     with tempfile.TemporaryDirectory() as run_dir:
         started = time.monotonic()
-        metrics = train(run_dir, data_config=data, feature_config=features, train_config=config, progress=False)
+        metrics = train(run_dir, data_config=data, feature_config=features, train_config=config, export=False,
+                        progress=False)
         total = time.monotonic() - started
     pipeline_rate = metrics["steps_run"] / metrics["train_seconds"]
 
@@ -86,7 +87,7 @@ def main():
     ratio = floor_rate / pipeline_rate
     print(f"machine: {os.cpu_count()} cores")
     print(f"pipeline: {metrics['steps_run']} steps in {metrics['train_seconds']:.1f} s "
-          f"({pipeline_rate:.1f} steps/s); whole call incl. loading and export of results {total:.1f} s")
+          f"({pipeline_rate:.1f} steps/s); whole call incl. loading data and the final test {total:.1f} s")
     print(f"floor:    {floor_rate:.1f} steps/s (bare training step on ready-made batches)")
     print(f"18,000-step recipe: {RECIPE_STEPS / pipeline_rate / 60:.1f} min; floor {RECIPE_STEPS / floor_rate / 60:.1f} min")
     print(f"pipeline / floor time: {ratio:.2f}x (target <= {TARGET_RATIO}x): "
