@@ -105,6 +105,17 @@ def test_rerun_with_other_settings_is_refused(mini_dataset, tmp_path):
               train_config=short_config(how_many_training_steps=(5, 5), batch_size=8), export=False, progress=False)
 
 
+def test_a_run_that_failed_on_bad_data_can_be_rerun_with_other_flags(mini_dataset, tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(UserError, match="banana"):
+        train(run_dir, data_config=DataConfig(mini_dataset, wanted_words=("up", "banana")),
+              train_config=short_config(how_many_training_steps=(5, 5)), export=False, progress=False)
+    assert not (run_dir / "config.json").exists()
+    train(run_dir, data_config=data_config(mini_dataset), train_config=short_config(how_many_training_steps=(5, 5)),
+          export=False, progress=False)
+    assert (run_dir / "model.keras").exists()
+
+
 def test_checkpoint_of_another_architecture_or_labels_is_refused(mini_dataset, tmp_path):
     first = tmp_path / "first"
     train(first, data_config=data_config(mini_dataset), train_config=short_config(how_many_training_steps=(5, 5)),

@@ -95,12 +95,14 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
     augment_config = augment_config or AugmentConfig()
     train_config = train_config or TrainConfig()
     settings = run_config(data_config, feature_config, augment_config, train_config)
-    _prepare_run_dir(run_dir, settings)
+    _check_run_dir(run_dir, settings)
     labels = list(data_config.labels)
     checkpoints_dir = os.path.join(run_dir, "checkpoints")
-    os.makedirs(checkpoints_dir, exist_ok=True)
-
     data = _load_data(data_config, feature_config, augment_config, train_config, progress=progress)
+    # Written once the data is known to be usable, so a run that failed on bad
+    # data does not pin its settings to the run directory.
+    _write_settings(run_dir, settings)
+    os.makedirs(checkpoints_dir, exist_ok=True)
     keras.utils.set_random_seed(train_config.seed)
     model = build_model(
         train_config.model_architecture,
@@ -288,7 +290,8 @@ def _make_optimizer(config):
     return keras.optimizers.SGD(learning_rate=rate)
 
 
-def _prepare_run_dir(run_dir, settings):
+def _check_run_dir(run_dir, settings):
+    """Fail early if the run directory is not writable or holds a run with other settings."""
     try:
         os.makedirs(run_dir, exist_ok=True)
         probe = os.path.join(run_dir, ".write-test")
@@ -312,9 +315,12 @@ def _prepare_run_dir(run_dir, settings):
                 f"{run_dir} holds a run with other settings ({', '.join(changed)}); "
                 "re-run with the same flags to resume, or pass a new --train_dir"
             )
-        return
-    _write_json(path, settings)
-    _write_text(os.path.join(run_dir, LABELS_FILE), "\n".join(settings["labels"]) + "\n")
+
+
+def _write_settings(run_dir, settings):
+    if not os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
+        _write_json(os.path.join(run_dir, CONFIG_FILE), settings)
+        _write_text(os.path.join(run_dir, LABELS_FILE), "\n".join(settings["labels"]) + "\n")
 
 
 def _get(config, section, key):
