@@ -23,7 +23,6 @@ firmware with the plain allocator needs at most this figure.
 """
 
 import contextlib
-import json
 import logging
 import os
 import subprocess
@@ -542,6 +541,6 @@ def _targets(report, targets):
 
 
 def _write_report(path, report):
-    from microkws.export._files import write_text
+    from microkws.files import write_json
 
-    write_text(path, json.dumps(report, indent=1) + "\n")
+    write_json(path, report)

@@ -15,6 +15,7 @@ import numpy as np
 from microkws.cli._flags import add_flag
 from microkws.cli.train import add_feature_arguments, feature_config_from_args
 from microkws.errors import UserError
+from microkws.files import write_text, write_with
 
 FORMATS = ("float", "uint16", "int8")
 
@@ -33,10 +34,10 @@ def run(args):
     config = feature_config_from_args(args)
     features = wav_features(args.wav, config, args.format)
     if args.out:
-        _write_atomically(args.out, lambda file: np.save(file, features), binary=True)
+        write_with(args.out, lambda file: np.save(file, features))
         print(f"{args.out}: {features.dtype} {'x'.join(map(str, features.shape))}")
     elif args.c_array:
-        _write_atomically(args.c_array, lambda file: file.write(c_array_source(features, args.wav, config)))
+        write_text(args.c_array, c_array_source(features, args.wav, config))
         print(f"{args.c_array}: {features.dtype} {'x'.join(map(str, features.shape))}")
     else:
         with np.printoptions(threshold=np.inf, linewidth=200):
@@ -76,13 +77,3 @@ def c_array_source(features, source_path, config):
         f"const int g_{name}_features_height = {features.shape[0]};\n"
         f"const {c_type} g_{name}_features_data[] = {{\n  " + ",\n  ".join(rows) + ",\n};\n"
     )
-
-
-def _write_atomically(path, write, binary=False):
-    temporary = f"{path}.tmp"
-    try:
-        with open(temporary, "wb" if binary else "w") as file:
-            write(file)
-        os.replace(temporary, path)
-    except OSError as error:
-        raise UserError(f"{path}: cannot write ({error.strerror or error})") from None

@@ -66,7 +66,7 @@ def export_run(run_dir, *, inference_type="int8", mean_values=None, std_values=N
     """
     from microkws.export.calibration import representative_features
     from microkws.export.convert import to_float_tflite, to_int8_tflite
-    from microkws.export._files import write_bytes
+    from microkws.files import write_bytes
     from microkws.train.loop import load_run_config
 
     inference_type = normalize_inference_type(inference_type)

@@ -11,7 +11,7 @@ import os
 import re
 
 from microkws.errors import UserError
-from microkws.export._files import write_text
+from microkws.files import write_text
 
 SOURCE_FILE = "model_data.cc"
 HEADER_FILE = "model_data.h"

@@ -27,7 +27,7 @@ import shutil
 import tempfile
 
 from microkws.errors import UserError
-from microkws.export._files import replace_directory, write_text
+from microkws.files import replace_directory, write_text
 from microkws.export._quiet import quiet
 
 SAVED_MODEL_DIR = "saved_model"

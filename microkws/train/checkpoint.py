@@ -9,11 +9,11 @@ another model is refused with a clear message instead of a shape error.
 import json
 import os
 import re
-import tempfile
 
 import numpy as np
 
 from microkws.errors import UserError
+from microkws.files import write_with
 
 CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d+)\.npz$")
 KEEP_CHECKPOINTS = 3
@@ -41,21 +41,7 @@ def save_checkpoint(path, *, model, optimizer=None, meta):
 
 
 def write_npz_atomically(path, arrays):
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        os.chmod(temporary, 0o666 & ~_umask())
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except OSError as error:
-        _remove_quietly(temporary)
-        raise UserError(f"{path}: cannot save ({error.strerror or error}); the previous checkpoint is kept") from None
-    except BaseException:
-        _remove_quietly(temporary)
-        raise
+    write_with(path, lambda file: np.savez(file, **arrays), hint="; the previous checkpoint is kept")
 
 
 def read_meta(path):
@@ -107,12 +93,6 @@ def _assign(variables, values, path, what):
         raise UserError(f"{path}: the checkpoint's {what} variables do not fit this model")
     for variable, value in zip(variables, values):
         variable.assign(value)
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _comparable(value):

@@ -24,6 +24,7 @@ from microkws.dataset import AugmentConfig, DataConfig, index_dataset, load_back
 from microkws.errors import UserError
 from microkws.evaluate import accuracy, confusion_matrix, format_confusion
 from microkws.features import FeatureConfig, compute_features
+from microkws.files import write_json, write_text
 from microkws.train.batches import TrainingBatches
 from microkws.train.checkpoint import (
     checkpoint_path,
@@ -219,7 +220,7 @@ def finish(run_dir, *, model, data, labels, state):
         "test_examples": int(confusion.sum()),
     }
     _save_model(os.path.join(run_dir, MODEL_FILE), model)
-    _write_json(os.path.join(run_dir, METRICS_FILE), metrics)
+    write_json(os.path.join(run_dir, METRICS_FILE), metrics)
     log.info("final test accuracy %.1f%% (N=%d), best validation step %d", 100 * metrics["test_accuracy"],
              metrics["test_examples"], state["best_step"])
     log.info("test confusion matrix:\n%s", format_confusion(confusion, labels))
@@ -319,8 +320,8 @@ def _check_run_dir(run_dir, settings):
 
 def _write_settings(run_dir, settings):
     if not os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
-        _write_json(os.path.join(run_dir, CONFIG_FILE), settings)
-        _write_text(os.path.join(run_dir, LABELS_FILE), "\n".join(settings["labels"]) + "\n")
+        write_json(os.path.join(run_dir, CONFIG_FILE), settings)
+        write_text(os.path.join(run_dir, LABELS_FILE), "\n".join(settings["labels"]) + "\n")
 
 
 def _get(config, section, key):
@@ -335,20 +336,6 @@ def _save_model(path, model):
         os.replace(temporary, path)
     except OSError as error:
         raise UserError(f"{path}: cannot save the model ({error.strerror or error})") from None
-
-
-def _write_json(path, data):
-    _write_text(path, json.dumps(data, indent=1) + "\n")
-
-
-def _write_text(path, text):
-    temporary = path + ".tmp"
-    try:
-        with open(temporary, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except OSError as error:
-        raise UserError(f"{path}: cannot write ({error.strerror or error})") from None
 
 
 def _summary_writers(directory):
