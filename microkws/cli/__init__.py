@@ -23,6 +23,11 @@ COMMANDS = {
     "export": ("export", "export a run for the microcontroller: int8 .tflite, C array, SavedModel, device report"),
     "freeze": ("export", "write a run's audio-to-probabilities SavedModel (the original freeze.py)"),
     "verify": ("verify", "run an int8 .tflite on TFLite Micro's kernels: bytes, arena, ops, accuracy"),
+    "evaluate": ("evaluate", "score a model on a data folder: accuracy, precision, recall, confusion, false accepts"),
+    "label": ("label", "the top labels of audio files (the original label_wav)"),
+    "stream-test-wav": ("stream_test_wav", "make a long test recording and its labels (generate_streaming_test_wav)"),
+    "stream-eval": ("stream_eval", "streaming accuracy on a long recording, false accepts/rejects, DET curve"),
+    "listen": ("listen", "spot keywords live from the microphone, or from a file at real-time pace"),
 }
 
 

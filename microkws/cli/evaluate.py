@@ -1,0 +1,78 @@
+"""Score a trained model on labelled clips: accuracy, per-class precision and recall, the confusion
+matrix, and how often unknown words are taken for a wanted word.
+
+  microkws evaluate MODEL [--data_dir DIR] [--split testing|validation|training|all] [--json OUT] [--per_file]
+
+MODEL is a run directory (its model.keras, or model.tflite with --tflite), a .keras file or a .tflite
+file (float, int8 or uint8; run on TFLite Micro's kernels, or tf.lite's with --runtime tflite). A model
+in a run directory takes the run's labels and features; a model on its own needs --labels (e.g. TFLM's
+micro_speech model: --labels silence,unknown,yes,no) and, unless they are micro_speech's, feature flags.
+
+--split testing (default), validation or training scores that partition as training made it (the run's
+data settings; --data_dir points them at another copy of the folder). --split all scores every clip under
+--data_dir, labelled by its folder: a wanted word is itself, _silence_ is silence, _background_noise_ is
+skipped and any other folder is an unknown word: the layout of Speech Commands' test archive
+(speech_commands_test_set_v0.02), which works as it is.
+"""
+
+from microkws.cli._flags import add_flag
+from microkws.cli.train import add_feature_arguments, feature_config_from_args
+from microkws.evaluate import RUNTIMES, SPLITS
+
+
+def add_arguments(parser):
+    add_model_arguments(parser)
+    add_flag(parser, "--data_dir", metavar="DIR",
+             help="data folder (default: the run's); required for a model outside a run directory")
+    add_flag(parser, "--split", choices=SPLITS, default="testing",
+             help="partition to score, or all: every clip under --data_dir labelled by folder (default: testing)")
+    add_flag(parser, "--json", metavar="OUT.json", help="also write the report as JSON")
+    add_flag(parser, "--per_file", action="store_true",
+             help="the prediction for each file: printed, and in the JSON (path, true, predicted, scores)")
+    add_flag(parser, "--no_progress", action="store_true", help="no progress bars")
+
+
+def add_model_arguments(parser, *, default="keras"):
+    """MODEL plus the flags that say how to load it (shared by evaluate, label, stream-eval and listen)."""
+    parser.add_argument("model", metavar="MODEL", help="a run directory, a .keras or a .tflite model")
+    group = parser.add_argument_group("model")
+    if default == "keras":
+        add_flag(group, "--tflite", action="store_true", help="in a run directory, use model.tflite (int8)")
+    else:
+        add_flag(group, "--keras", action="store_true", help="in a run directory, use model.keras (float)")
+    add_flag(group, "--runtime", choices=RUNTIMES, default="tflm",
+             help="run a .tflite on TFLite Micro's kernels, as the device (tflm, default) or tf.lite's (tflite)")
+    add_flag(group, "--labels", metavar="L1,L2,...|FILE",
+             help="the outputs' names in order, comma-separated or a labels file, for a model outside a run "
+                  "directory (silence/unknown name the _silence_/_unknown_ outputs)")
+    add_feature_arguments(parser).description = "for a model outside a run directory (default: micro_speech's)"
+
+
+def model_from_args(args):
+    from microkws.evaluate import load_model, read_labels
+
+    if hasattr(args, "tflite"):
+        prefer = "tflite" if args.tflite else "keras"
+    else:
+        prefer = "keras" if args.keras else "tflite"
+    return load_model(args.model, labels=read_labels(args.labels), feature_config=feature_config_from_args(args),
+                      runtime=args.runtime, prefer=prefer)
+
+
+def run(args):
+    from microkws.evaluate import evaluate, format_evaluation
+
+    model = model_from_args(args)
+    report = evaluate(model, args.data_dir, split=args.split, per_file=args.per_file, progress=not args.no_progress)
+    print(format_evaluation(report))
+    if args.per_file:
+        print()
+        for entry in report["files"]:
+            mark = "  " if entry["true"] == entry["predicted"] else "X "
+            print(f"{mark}{entry['path'] or '(silence example)'}: {entry['true']} -> {entry['predicted']} "
+                  f"({entry['scores'][entry['predicted']]:.3f})")
+    if args.json:
+        from microkws.files import write_json
+
+        write_json(args.json, report)
+    return 0

@@ -1,0 +1,146 @@
+"""A long test recording: test-split words at random times over background noise (the original
+generate_streaming_test_wav), with its ground truth.
+
+The recording is built as the original built it:
+
+- background: one-and-a-half-second pieces of a random `_background_noise_`
+  recording, at a random volume U(0, background_volume), laid every second with
+  250 ms fades in and out, so consecutive pieces cross-fade;
+- words: one per `clip_duration_ms + word_gap_ms`, starting at a random point of
+  the first `word_gap_ms` of each slot; a word is an unknown word with
+  probability unknown_percentage / 100, else a wanted word chosen uniformly;
+  its clip is a TEST-split clip of that word (unknown: of any word that is not
+  wanted), mixed in at full volume with 500-sample fades;
+- the sum is clipped to [-1, 1] and written as 16-bit PCM at the sample rate.
+
+Clips of each label are drawn without replacement until all have been used.
+The ground truth lists "label,time_ms" per word, time_ms where its clip starts.
+"""
+
+import logging
+
+import numpy as np
+
+from microkws.errors import UserError
+
+log = logging.getLogger(__name__)
+
+BACKGROUND_CROSSOVER_MS = 500
+WORD_RAMP_SAMPLES = 500
+
+
+def make_streaming_test_wav(data_config, *, audio_path, labels_path, duration_s=600, word_gap_ms=2000,
+                            background_volume=0.1, unknown_percentage=30.0, seed=0, sample_rate=16000,
+                            clip_duration_ms=1000, progress=False):
+    """Write the test recording to `audio_path` and its ground truth to `labels_path` (see the module docstring).
+
+    data_config: a DataConfig naming the data folder, the wanted words and how to split it (only
+    the test split is used). Returns {"words": ..., "unknown_words": ..., "duration_s": ..., "audio":
+    path, "labels": path}.
+    """
+    from microkws.audio import to_int16
+    from microkws.dataset import UNKNOWN_LABEL, index_dataset, load_backgrounds, load_clips
+    from microkws.files import write_with
+    from microkws.streaming.accuracy import GroundTruth, write_ground_truth
+
+    if duration_s <= 0 or word_gap_ms < 0 or not 0 <= unknown_percentage <= 100 or not 0 <= background_volume <= 1:
+        raise UserError("duration must be positive, word_gap_ms not negative, unknown_percentage in 0..100 and "
+                        "background_volume in 0..1")
+    rng = np.random.default_rng(seed)
+    total = int(round(duration_s * sample_rate))
+    clip = int(clip_duration_ms * sample_rate / 1000)
+    stride = int((clip_duration_ms + word_gap_ms) * sample_rate / 1000)
+    gap = int(word_gap_ms * sample_rate / 1000)
+    how_many = total // stride
+    if how_many == 0:
+        raise UserError(f"{duration_s:g} s holds no word: each takes {clip_duration_ms + word_gap_ms} ms "
+                        "(clip_duration_ms + word_gap_ms)")
+
+    index = index_dataset(data_config)
+    pools = {word: [] for word in data_config.wanted_words}
+    for example in index.partitions["testing"]:
+        if example.label in pools:
+            pools[example.label].append(example.path)
+    pools[UNKNOWN_LABEL] = [example.path for example in index.unknown_pool["testing"]]
+    empty = [word for word in data_config.wanted_words if not pools[word]]
+    if empty:
+        raise UserError(f"{data_config.data_dir}: no test-split clips of {', '.join(empty)}")
+    if unknown_percentage > 0 and not pools[UNKNOWN_LABEL]:
+        raise UserError(f"{data_config.data_dir}: no test-split clips of other words to use as unknown words; "
+                        "pass --unknown_percentage 0")
+
+    # Decide every word first, then read only the clips used.
+    draws = {label: _Cycle(paths, rng) for label, paths in pools.items() if paths}
+    plan = []
+    for i in range(how_many):
+        offset = i * stride + (int(rng.integers(gap)) if gap > 0 else 0)
+        if rng.integers(100) < unknown_percentage:
+            label = UNKNOWN_LABEL
+        else:
+            label = data_config.wanted_words[int(rng.integers(len(data_config.wanted_words)))]
+        plan.append((offset, label, draws[label].next()))
+
+    track = np.zeros(total, np.float32)
+    backgrounds = load_backgrounds(index.background_paths, sample_rate=sample_rate, min_length=clip)
+    if backgrounds and background_volume > 0:
+        _mix_background(track, backgrounds, rng, clip=clip, volume=background_volume, sample_rate=sample_rate)
+    elif not backgrounds:
+        log.warning("%s: no background recordings: the words are mixed into digital silence", data_config.data_dir)
+    clips = load_clips([path for _, _, path in plan], sample_rate=sample_rate, length=clip, progress=progress,
+                       description="loading test clips")
+    envelope = _envelope(clip, WORD_RAMP_SAMPLES, WORD_RAMP_SAMPLES)
+    for (offset, _, _), samples in zip(plan, clips):
+        end = min(total, offset + clip)
+        track[offset:end] += (samples[:end - offset].astype(np.float32) / 32768) * envelope[:end - offset]
+
+    audio = to_int16(np.clip(track, -1.0, 1.0))
+    write_with(audio_path, lambda file: _write_wav(file, audio, sample_rate))
+    truth = [GroundTruth(label, offset * 1000 / sample_rate) for offset, label, _ in plan]
+    write_ground_truth(labels_path, truth)
+    unknown = sum(1 for _, label, _ in plan if label == UNKNOWN_LABEL)
+    return {"audio": audio_path, "labels": labels_path, "duration_s": total / sample_rate, "words": len(plan),
+            "unknown_words": unknown}
+
+
+class _Cycle:
+    """Random draws from `paths` without replacement, starting over when all were drawn."""
+
+    def __init__(self, paths, rng):
+        self._paths, self._rng, self._queue = list(paths), rng, []
+
+    def next(self):
+        if not self._queue:
+            self._queue = [self._paths[i] for i in self._rng.permutation(len(self._paths))]
+        return self._queue.pop()
+
+
+def _mix_background(track, backgrounds, rng, *, clip, volume, sample_rate):
+    crossover = int(BACKGROUND_CROSSOVER_MS * sample_rate / 1000)
+    length = clip + crossover
+    ramp = crossover // 2
+    envelope = _envelope(length, ramp, ramp)
+    for offset in range(0, len(track), clip):
+        noise = backgrounds[int(rng.integers(len(backgrounds)))]
+        start = int(rng.integers(0, max(1, len(noise) - length)))
+        piece = noise[start:start + length]
+        end = min(len(track), offset + len(piece))
+        gain = rng.uniform(0, volume)
+        track[offset:end] += piece[:end - offset] * envelope[:end - offset] * gain
+
+
+def _envelope(length, ramp_in, ramp_out):
+    """Fade in over `ramp_in` samples and out over the last `ramp_out` samples of `length`."""
+    position = np.arange(length, dtype=np.float32)
+    envelope = np.ones(length, np.float32)
+    if ramp_in:
+        envelope = np.minimum(envelope, position / ramp_in)
+    if ramp_out:
+        envelope = np.minimum(envelope, (length - position) / ramp_out)
+    return envelope
+
+
+def _write_wav(file, audio, sample_rate):
+    import soundfile
+
+    soundfile.write(file, audio, sample_rate, format="WAV", subtype="PCM_16")
+
