@@ -27,6 +27,13 @@ def accuracy(confusion):
     return float(np.trace(confusion) / total) if total else 0.0
 
 
+def balanced_accuracy(confusion):
+    """Mean recall over the classes that have examples: every class counts the same."""
+    support = confusion.sum(axis=1)
+    present = support > 0
+    return float(np.mean(np.diag(confusion)[present] / support[present])) if present.any() else 0.0
+
+
 def per_class(confusion, labels):
     """{label: {"precision", "recall", "support"}} from a confusion matrix."""
     result = {}

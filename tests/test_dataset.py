@@ -180,8 +180,15 @@ def test_list_files_naming_missing_clips_are_counted(mini_dataset, caplog):
 def test_config_errors():
     with pytest.raises(UserError, match="more than once"):
         DataConfig("x", wanted_words=("up", "up"))
-    with pytest.raises(UserError, match="silence_percentage"):
-        DataConfig("x", silence_percentage=120)
+    with pytest.raises(UserError, match="silence_percentage must not be negative"):
+        DataConfig("x", silence_percentage=-1)
+    with pytest.raises(UserError, match="testing_percentage must be between 0 and 100"):
+        DataConfig("x", testing_percentage=120)
+
+
+def test_unknown_percentage_above_100_takes_every_unknown_clip(sample_dir):
+    index = index_dataset(DataConfig(sample_dir, wanted_words=("up", "down"), unknown_percentage=10000))
+    assert index.counts()["testing"]["_unknown_"] == len(index.unknown_pool["testing"]) > 300
 
 
 # --- loading and augmentation ----------------------------------------------------------------------

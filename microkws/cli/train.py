@@ -146,6 +146,10 @@ def run(args):
     )
     print(f"test accuracy (float): {100 * metrics['test_accuracy']:.1f}% ({metrics['test_examples']} examples); "
           f"run in {args.train_dir}")
+    accepts = metrics["test_every_unknown"]["unknown_false_accepts"]
+    if accepts["unknown_clips"]:
+        print(f"other words taken for a wanted word: {100 * accepts['rate']:.1f}% of the "
+              f"{accepts['unknown_clips']} test clips of other words")
     if metrics.get("export"):
         from microkws.device import format_report
 

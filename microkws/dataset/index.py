@@ -63,7 +63,11 @@ class DataConfig:
         reserved = {SILENCE_LABEL, UNKNOWN_LABEL, BACKGROUND_NOISE_DIR} & set(words)
         if reserved:
             raise UserError(f"wanted_words cannot include {', '.join(sorted(reserved))}")
-        for name in ("silence_percentage", "unknown_percentage", "validation_percentage", "testing_percentage"):
+        # Silence and unknown may exceed 100 %: they are relative to the wanted-word count.
+        for name in ("silence_percentage", "unknown_percentage"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must not be negative, got {getattr(self, name)}")
+        for name in ("validation_percentage", "testing_percentage"):
             if not 0 <= getattr(self, name) <= 100:
                 raise UserError(f"{name} must be between 0 and 100, got {getattr(self, name)}")
         if self.validation_percentage + self.testing_percentage > 100:

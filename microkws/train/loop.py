@@ -5,13 +5,15 @@ A run directory holds everything about one run:
     config.json        every setting (data, features, augmentation, training, labels)
     labels.txt         one label per line, in output order (the original's format)
     checkpoints/       ckpt-NNNNNN.npz, the newest few; re-running resumes from the latest
-    best.npz           weights with the best validation accuracy so far
+    best.npz           weights with the best validation score so far: balanced accuracy over the
+                       validation speakers, every clip of their other words counted as unknown
     model.keras        the best model, float, logits out
     metrics.json       test accuracy and confusion matrix of the best model
     logs/              TensorBoard scalars (or --summaries_dir)
 """
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -20,9 +22,17 @@ import time
 
 import numpy as np
 
-from microkws.dataset import AugmentConfig, DataConfig, index_dataset, load_backgrounds, load_clips, load_partition
+from microkws.dataset import (
+    UNKNOWN_LABEL,
+    AugmentConfig,
+    DataConfig,
+    index_dataset,
+    load_backgrounds,
+    load_clips,
+    load_partition,
+)
 from microkws.errors import UserError
-from microkws.evaluate import accuracy, confusion_matrix, format_confusion
+from microkws.evaluate import accuracy, balanced_accuracy, confusion_matrix, format_confusion, unknown_false_accepts
 from microkws.features import FeatureConfig, compute_features
 from microkws.files import write_json, write_text
 from microkws.train.batches import TrainingBatches
@@ -155,16 +165,19 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
                             best_val=f"{max(state['best_accuracy'], 0):.3f}", refresh=False)
             if done % train_config.eval_step_interval == 0 or done == total:
                 confusion = _confusion(model, data["validation"], len(labels))
-                value = accuracy(confusion)
+                value = balanced_accuracy(confusion)
                 with writers["validation"].as_default(step=done):
-                    tf.summary.scalar("accuracy", value)
-                improved = value > state["best_accuracy"]
+                    tf.summary.scalar("accuracy", accuracy(confusion))
+                    tf.summary.scalar("balanced_accuracy", value)
+                # Ties go to the later, longer-trained checkpoint.
+                improved = value >= state["best_accuracy"]
                 if improved:
                     state.update(best_accuracy=value, best_step=done)
                     save_checkpoint(os.path.join(run_dir, BEST_FILE), model=model,
                                     meta={**expect, "step": done, "accuracy": value})
-                log.info("step %d: validation accuracy %.1f%% (N=%d)%s", done, 100 * value,
-                         int(confusion.sum()), " best so far" if improved else "")
+                log.info("step %d: validation balanced accuracy %.1f%%, accuracy %.1f%% (N=%d)%s", done,
+                         100 * value, 100 * accuracy(confusion), int(confusion.sum()),
+                         " best so far" if improved else "")
                 log.info("validation confusion matrix:\n%s", format_confusion(confusion, labels))
             if done % train_config.save_step_interval == 0 or done == total:
                 save(done)
@@ -211,19 +224,30 @@ def finish(run_dir, *, model, data, labels, state):
     if os.path.exists(best):
         load_checkpoint(best, model=model)
     confusion = _confusion(model, data["testing"], len(labels))
+    wide = _confusion(model, data["testing_every_unknown"], len(labels))
     metrics = {
         "labels": labels,
         "best_step": state["best_step"],
-        "validation_accuracy": state["best_accuracy"],
+        "validation_balanced_accuracy": state["best_accuracy"],
         "test_accuracy": accuracy(confusion),
         "test_confusion": confusion.tolist(),
         "test_examples": int(confusion.sum()),
+        "test_every_unknown": {
+            "accuracy": accuracy(wide),
+            "balanced_accuracy": balanced_accuracy(wide),
+            "confusion": wide.tolist(),
+            "unknown_false_accepts": unknown_false_accepts(wide, labels),
+        },
     }
     _save_model(os.path.join(run_dir, MODEL_FILE), model)
     write_json(os.path.join(run_dir, METRICS_FILE), metrics)
     log.info("final test accuracy %.1f%% (N=%d), best validation step %d", 100 * metrics["test_accuracy"],
              metrics["test_examples"], state["best_step"])
     log.info("test confusion matrix:\n%s", format_confusion(confusion, labels))
+    accepts = metrics["test_every_unknown"]["unknown_false_accepts"]
+    if accepts["unknown_clips"]:
+        log.info("unknown words taken for a wanted word: %.1f%% of all %d test clips of other words",
+                 100 * accepts["rate"], accepts["unknown_clips"])
     return metrics
 
 
@@ -233,15 +257,25 @@ def _load_data(data_config, feature_config, augment_config, train_config, *, pro
         index.background_paths, sample_rate=feature_config.sample_rate, min_length=feature_config.desired_samples
     )
     device_grid = train_config.quantize and feature_config.preprocess == "micro"
-    partitions = {}
-    for partition in ("validation", "testing"):
+
+    def features_of(partition, *, every_unknown):
         clips, labels = load_partition(
-            index, partition, feature_config, backgrounds=backgrounds, seed=train_config.seed, progress=progress
+            _with_every_unknown(index, partition) if every_unknown else index, partition, feature_config,
+            backgrounds=backgrounds, seed=train_config.seed, progress=progress,
         )
-        features = compute_features(clips, feature_config).reshape(len(clips), -1) if len(clips) else None
-        if device_grid and features is not None:
-            features = snap_to_device_grid(features)
-        partitions[partition] = (features, labels)
+        if not len(clips):
+            return None, labels
+        features = compute_features(clips, feature_config).reshape(len(clips), -1)
+        return (snap_to_device_grid(features) if device_grid else features), labels
+
+    # Validation and the wide test set hold every unknown clip of their speakers, not the
+    # original's small draw: choosing the best checkpoint on a handful of unknown clips
+    # picks models that take many other words for keywords.
+    partitions = {
+        "validation": features_of("validation", every_unknown=True),
+        "testing": features_of("testing", every_unknown=False),
+        "testing_every_unknown": features_of("testing", every_unknown=True),
+    }
     clips, labels = load_partition(index, "training", feature_config, backgrounds=backgrounds, progress=progress)
     if not len(clips):
         raise UserError(f"{data_config.data_dir}: the training partition is empty")
@@ -267,6 +301,12 @@ def _load_data(data_config, feature_config, augment_config, train_config, *, pro
         device_grid=device_grid,
     )
     return partitions
+
+
+def _with_every_unknown(index, partition):
+    """`index` with `partition`'s unknown examples replaced by every unknown clip of its speakers."""
+    examples = [e for e in index.partitions[partition] if e.label != UNKNOWN_LABEL] + index.unknown_pool[partition]
+    return dataclasses.replace(index, partitions={**index.partitions, partition: examples})
 
 
 def _confusion(model, partition, label_count):

@@ -1,0 +1,46 @@
+"""Accuracy of trained runs on unseen speakers, with every unknown word of the test split.
+
+The test partition as training defines it holds only a small fixed draw of
+unknown clips. This scores each run's int8 model.tflite (TFLM kernels) and
+float model.keras on the test speakers with ALL their clips of other words
+as unknown examples, and prints the share of those unknown clips that the
+model takes for a wanted word (the original recipe's weak spot).
+
+    python bench/accuracy.py RUN_DIR [RUN_DIR ...]
+"""
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    args = parser.parse_args()
+
+    from microkws.evaluate import evaluate, load_model
+    from microkws.train import load_run_config
+
+    print(f"{'run':32} {'model':14} {'split test':>11} {'all-unknown test':>17} {'unknown -> wanted':>18}")
+    for run_dir in args.runs:
+        data_config = load_run_config(run_dir)[0]
+        every_unknown = dataclasses.replace(data_config, unknown_percentage=1e6)
+        for name, prefer in (("int8 (TFLM)", "tflite"), ("float (Keras)", "keras")):
+            model = load_model(run_dir, prefer=prefer)
+            split = evaluate(model, split="testing")
+            wide = evaluate(model, split="testing", data_config=every_unknown)
+            accepts = wide["unknown_false_accepts"]
+            print(f"{Path(run_dir).name:32} {name:14} {100 * split['accuracy']:10.1f}% "
+                  f"{100 * wide['accuracy']:16.1f}% {100 * accepts['rate']:10.1f}% of {accepts['unknown_clips']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())
