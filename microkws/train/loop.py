@@ -5,8 +5,8 @@ A run directory holds everything about one run:
     config.json        every setting (data, features, augmentation, training, labels)
     labels.txt         one label per line, in output order (the original's format)
     checkpoints/       ckpt-NNNNNN.npz, the newest few; re-running resumes from the latest
-    best.npz           weights with the best validation score so far: balanced accuracy over the
-                       validation speakers, every clip of their other words counted as unknown
+    best.npz           weights with the best validation accuracy so far, over every validation clip:
+                       the wanted words, silence, and every clip of the other words as unknown
     model.keras        the best model, float, logits out
     metrics.json       test accuracy and confusion matrix of the best model
     logs/              TensorBoard scalars (or --summaries_dir)
@@ -165,18 +165,18 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
                             best_val=f"{max(state['best_accuracy'], 0):.3f}", refresh=False)
             if done % train_config.eval_step_interval == 0 or done == total:
                 confusion = _confusion(model, data["validation"], len(labels))
-                value = balanced_accuracy(confusion)
+                value = accuracy(confusion)
                 with writers["validation"].as_default(step=done):
-                    tf.summary.scalar("accuracy", accuracy(confusion))
-                    tf.summary.scalar("balanced_accuracy", value)
+                    tf.summary.scalar("accuracy", value)
+                    tf.summary.scalar("balanced_accuracy", balanced_accuracy(confusion))
                 # Ties go to the later, longer-trained checkpoint.
                 improved = value >= state["best_accuracy"]
                 if improved:
                     state.update(best_accuracy=value, best_step=done)
                     save_checkpoint(os.path.join(run_dir, BEST_FILE), model=model,
                                     meta={**expect, "step": done, "accuracy": value})
-                log.info("step %d: validation balanced accuracy %.1f%%, accuracy %.1f%% (N=%d)%s", done,
-                         100 * value, 100 * accuracy(confusion), int(confusion.sum()),
+                log.info("step %d: validation accuracy %.1f%%, balanced %.1f%% (N=%d)%s", done,
+                         100 * value, 100 * balanced_accuracy(confusion), int(confusion.sum()),
                          " best so far" if improved else "")
                 log.info("validation confusion matrix:\n%s", format_confusion(confusion, labels))
             if done % train_config.save_step_interval == 0 or done == total:
@@ -228,7 +228,7 @@ def finish(run_dir, *, model, data, labels, state):
     metrics = {
         "labels": labels,
         "best_step": state["best_step"],
-        "validation_balanced_accuracy": state["best_accuracy"],
+        "validation_accuracy": state["best_accuracy"],
         "test_accuracy": accuracy(confusion),
         "test_confusion": confusion.tolist(),
         "test_examples": int(confusion.sum()),
@@ -270,7 +270,7 @@ def _load_data(data_config, feature_config, augment_config, train_config, *, pro
 
     # Validation and the wide test set hold every unknown clip of their speakers, not the
     # original's small draw: choosing the best checkpoint on a handful of unknown clips
-    # picks models that take many other words for keywords.
+    # picked early models that took 40 % of other words for keywords.
     partitions = {
         "validation": features_of("validation", every_unknown=True),
         "testing": features_of("testing", every_unknown=False),
