@@ -366,12 +366,10 @@ def _encode(clips, info, feature_config):
     """(integer model inputs [n, size], float training-scale features [n, size]) of int16 clips."""
     n = len(clips)
     if feature_config.preprocess == "micro":
-        from microkws.features.micro import micro_features, to_int8, to_training_scale
+        from microkws.features.micro import micro_features, to_int8, to_training_scale, to_uint8
 
         raw = micro_features(clips, feature_config).reshape(n, -1)
-        quantized = to_int8(raw)
-        if info.inputs[0].dtype == "uint8":  # the uint8 firmware's mapping: the same steps, without the -128
-            quantized = (quantized.astype(np.int16) + 128).astype(np.uint8)
+        quantized = to_uint8(raw) if info.inputs[0].dtype == "uint8" else to_int8(raw)
         return quantized, to_training_scale(raw).astype(np.float32)
     from microkws.export.quantization import InputQuantization
     from microkws.features import compute_features
@@ -404,13 +402,15 @@ def _golden(tflm, info, feature_config, labels, golden_dir):
                                feature_config.desired_samples))
         for name in names
     ])
+    from microkws.evaluate import label_role
+
     inputs, _ = _encode(clips, info, feature_config)
     outputs = tflm.run(inputs)
-    plain = [_plain_label(label) for label in labels]
+    roles = [label_role(label) for label in labels]
     results = {}
     for name, output in zip(names, outputs):
-        wanted = GOLDEN_CLIPS[name]
-        expected = labels[plain.index(wanted)] if wanted in plain else None
+        wanted = label_role(GOLDEN_CLIPS[name])
+        expected = labels[roles.index(wanted)] if wanted in roles else None
         predicted = labels[int(np.argmax(output))]
         results[name] = {
             "expected": expected,
@@ -419,10 +419,6 @@ def _golden(tflm, info, feature_config, labels, golden_dir):
             "output": output.tolist(),
         }
     return inputs, results
-
-
-def _plain_label(label):
-    return str(label).strip("_").lower()
 
 
 def _test_split(tflm, info, feature_config, data_config, run, keras_model, model_path, *, progress):

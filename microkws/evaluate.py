@@ -155,14 +155,14 @@ class KeywordModel:
         int8 models get the device's mapping (`to_int8`), uint8 models the same plus 128 (the older
         firmware), float models the training scale.
         """
-        from microkws.features.micro import to_int8, to_training_scale
+        from microkws.features.micro import to_int8, to_training_scale, to_uint8
 
         frames = np.asarray(frames)
         n = len(frames)
         if self.input_dtype == "int8":
             return to_int8(frames).reshape(n, -1)
         if self.input_dtype == "uint8":
-            return (to_int8(frames).astype(np.int16) + 128).astype(np.uint8).reshape(n, -1)
+            return to_uint8(frames).reshape(n, -1)
         return self._float_inputs(to_training_scale(frames).reshape(n, -1))
 
     def encode_features(self, features):

@@ -112,6 +112,11 @@ def to_int8(features):
     return np.clip(scaled, -128, 127).astype(np.int8)
 
 
+def to_uint8(features):
+    """The uint8 input of older firmware from uint16 frontend features: the int8 mapping plus 128."""
+    return (to_int8(features).astype(np.int16) + 128).astype(np.uint8)
+
+
 def to_training_scale(features):
     """float32 features in the scale the original models trained on: uint16 v * 10/256 (0 to ~26)."""
     return np.asarray(features).astype(np.float32) * np.float32(TRAINING_SCALE)
