@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from microkws.errors import UserError
 from microkws.models import CONFIGS, MODELS, build_model, count_macs, default_config, with_softmax
+from microkws.models.ds_cnn import DsCnnConfig
 from microkws.models.low_latency_svdf import LowLatencySvdfConfig
 from microkws.models.tiny_conv import TinyConvConfig
 
@@ -193,6 +194,13 @@ def test_configs_default_to_the_reference_settings():
     ds = default_config("ds_cnn")
     assert (ds.filters, ds.first_kernel, ds.first_strides, ds.blocks) == (64, (10, 4), (2, 2), 4)
     assert (ds.first_dropout_rate, ds.weight_decay) == (0.2, 1e-4)
+
+
+def test_zero_weight_decay_means_none():
+    # A config read from JSON gives 0, an int; the docstring promises 0 turns the penalty off.
+    model = build_model("ds_cnn", input_shape=MICRO, label_count=4, config=DsCnnConfig(weight_decay=0))
+    assert model.losses == []
+    assert len(build_model("ds_cnn", input_shape=MICRO, label_count=4).losses) == 9
 
 
 def test_dropout_rates_and_placement():

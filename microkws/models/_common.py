@@ -67,10 +67,12 @@ def original_init(stddev=ORIGINAL_STDDEV):
 
 
 def check_config(config, config_class):
-    """Reject a config of another architecture, and non-positive sizes."""
+    """Reject a config of another architecture, and non-positive sizes (the int and tuple-of-int fields)."""
     if not isinstance(config, config_class):
         raise UserError(f"expected a {config_class.__name__}, got {type(config).__name__}")
     for field in fields(config):
+        if field.type is float:  # rates and penalties check their own ranges; 0 may mean "none"
+            continue
         for value in _ints(getattr(config, field.name)):
             if value < 1:
                 raise UserError(
