@@ -13,6 +13,7 @@ Prints:
   (target: at most 2x).
 
     python bench/train.py [--steps 1000]
+    python bench/train.py --model_architecture ds_cnn --optimizer adam --steps 200 --floor_steps 50
 """
 
 import argparse
@@ -35,6 +36,8 @@ def main():
     parser.add_argument("--steps", type=int, default=1000, help="pipeline steps to time (default: %(default)s)")
     parser.add_argument("--floor_steps", type=int, default=500, help="floor steps to time (default: %(default)s)")
     parser.add_argument("--data_dir", default=str(DATA_DIR))
+    parser.add_argument("--model_architecture", default="tiny_conv", help="(default: %(default)s)")
+    parser.add_argument("--optimizer", default="gradient_descent", help="(default: %(default)s)")
     args = parser.parse_args()
 
     import keras
@@ -44,11 +47,12 @@ def main():
     from microkws.features import FeatureConfig
     from microkws.models import build_model
     from microkws.train import TrainConfig, train
-    from microkws.train.loop import make_train_step
+    from microkws.train.loop import make_optimizer, make_train_step
 
     data = DataConfig(args.data_dir, wanted_words=("up", "down"), silence_percentage=25, unknown_percentage=25)
     config = TrainConfig(
-        model_architecture="tiny_conv",
+        model_architecture=args.model_architecture,
+        optimizer=args.optimizer,
         how_many_training_steps=(args.steps,),
         learning_rate=(0.001,),
         batch_size=100,
@@ -66,9 +70,8 @@ def main():
 
     # The floor: the same model and step on batches already in memory.
     keras.utils.set_random_seed(0)
-    model = build_model("tiny_conv", input_shape=features.shape, label_count=4)
-    optimizer = keras.optimizers.SGD(learning_rate=0.001)
-    step = make_train_step(model, optimizer)
+    model = build_model(args.model_architecture, input_shape=features.shape, label_count=4)
+    step = make_train_step(model, make_optimizer(config))
     rng = np.random.default_rng(0)
     batches = [
         (rng.uniform(0, 26, size=(100, features.fingerprint_size)).astype(np.float32),
@@ -85,7 +88,8 @@ def main():
     floor_rate = args.floor_steps / (time.monotonic() - started)
 
     ratio = floor_rate / pipeline_rate
-    print(f"machine: {os.cpu_count()} cores")
+    print(f"model: {args.model_architecture}, optimizer {args.optimizer}; machine: {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.2f}")
     print(f"pipeline: {metrics['steps_run']} steps in {metrics['train_seconds']:.1f} s "
           f"({pipeline_rate:.1f} steps/s); whole call incl. loading data and the final test {total:.1f} s")
     print(f"floor:    {floor_rate:.1f} steps/s (bare training step on ready-made batches)")

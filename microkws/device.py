@@ -289,6 +289,9 @@ def format_report(report):
         text = f"{report['input']['dtype']} {100 * test['int8_accuracy']:.2f}%"
         if test.get("float_accuracy") is not None:
             text += f", float {100 * test['float_accuracy']:.2f}% (N={test['examples']})"
+            if test.get("int8_differs_from_float"):
+                text += (f"; {test['int8_differs_from_float']} clip(s) labelled differently, "
+                         f"{test['int8_top_ties']} int8 output(s) tied at the top")
             rows.append(("test accuracy", target("accuracy_drop_points", text)))
         else:
             rows.append(("test accuracy", f"{text} (N={test['examples']}); no float model to compare"))
@@ -443,7 +446,8 @@ def _test_split(tflm, info, feature_config, data_config, run, keras_model, model
         return {"skipped": f"{data_config.data_dir}: the test partition is empty"}, None
     inputs, features = _encode(clips, info, feature_config)
     count = len(index.labels)
-    int8_predictions = np.argmax(tflm.run(inputs), axis=-1)
+    outputs = tflm.run(inputs)
+    int8_predictions = np.argmax(outputs, axis=-1)
     int8_confusion = confusion_matrix(truth, int8_predictions, count)
     float_predictions, float_source = _float_predictions(run, keras_model, model_path, features)
     report = {
@@ -451,6 +455,7 @@ def _test_split(tflm, info, feature_config, data_config, run, keras_model, model
         "data_dir": os.path.abspath(data_config.data_dir),
         "int8_accuracy": accuracy(int8_confusion),
         "int8_confusion": int8_confusion.tolist(),
+        "int8_top_ties": top_ties(outputs),
         "float_accuracy": None,
         "float_model": float_source,
     }
@@ -459,7 +464,21 @@ def _test_split(tflm, info, feature_config, data_config, run, keras_model, model
         report["float_accuracy"] = accuracy(float_confusion)
         report["float_confusion"] = float_confusion.tolist()
         report["int8_agrees_with_float"] = float(np.mean(float_predictions == int8_predictions))
+        report["int8_differs_from_float"] = int(np.sum(float_predictions != int8_predictions))
     return report, inputs
+
+
+def top_ties(outputs):
+    """How many rows of int8 scores share their top value between labels.
+
+    The output's step is 1/256; a clip the float model scores 0.51/0.48 can
+    come out as an exact tie, which argmax (here and on the device) gives to
+    the first label.
+    """
+    outputs = np.asarray(outputs)
+    if not len(outputs):
+        return 0
+    return int(np.sum(np.sum(outputs == outputs.max(axis=-1, keepdims=True), axis=-1) > 1))
 
 
 def _float_predictions(run, keras_model, model_path, features):

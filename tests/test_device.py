@@ -77,6 +77,14 @@ def test_smallest_arena_is_the_boundary(testvectors, reference_report):
         assert probe.works(arena + 1000)
 
 
+def test_top_ties_counts_rows_whose_best_score_is_shared():
+    from microkws.device import top_ties
+
+    outputs = np.array([[-128, -1, -1, -120], [-128, 0, -1, -120], [5, 5, 5, 5], [-128, -128, 126, -128]], np.int8)
+    assert top_ties(outputs) == 2
+    assert top_ties(np.zeros((0, 4), np.int8)) == 0
+
+
 def test_format_report_is_a_short_table(reference_report):
     from microkws.device import format_report
 

@@ -123,6 +123,8 @@ def test_device_report_of_the_short_run(run):
     assert test["float_accuracy"] > 0.7
     # One example of the small test split is a whole point; int8 stays within it.
     assert abs(test["float_accuracy"] - test["int8_accuracy"]) <= 1 / test["examples"] + 1e-9
+    assert test["int8_differs_from_float"] == round(test["examples"] * (1 - test["int8_agrees_with_float"]))
+    assert 0 <= test["int8_top_ties"] <= test["examples"]
     assert report["targets"]["flash_bytes"]["met"] and report["targets"]["arena_bytes"]["met"]
 
 

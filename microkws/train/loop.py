@@ -121,7 +121,7 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
         label_count=len(labels),
         dropout_rate=train_config.dropout_rate,
     )
-    optimizer = _make_optimizer(train_config)
+    optimizer = make_optimizer(train_config)
     optimizer.build(model.trainable_variables)
     expect = {
         "architecture": train_config.model_architecture,
@@ -320,7 +320,8 @@ def _confusion(model, partition, label_count):
     return confusion_matrix(labels, predictions, label_count)
 
 
-def _make_optimizer(config):
+def make_optimizer(config):
+    """The Keras optimizer a TrainConfig names, at its first learning rate."""
     import keras
 
     rate = config.learning_rate[0]
