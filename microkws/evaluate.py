@@ -111,6 +111,58 @@ def unknown_false_accepts(confusion, labels):
     return {"rate": accepted / total if total else None, "accepted": accepted, "unknown_clips": total}
 
 
+FALSE_ACCEPT_RATES = (0.02, 0.05, 0.10, 0.20)
+"""The shares of unknown clips allowed to fire a keyword at which `keyword_recall` is reported."""
+
+
+def keyword_recall(probabilities, truth, labels, rates=FALSE_ACCEPT_RATES):
+    """Keyword recall at fixed false-accept rates: the threshold sweep a device's detector makes.
+
+    A clip fires when its best keyword score reaches the threshold t; a keyword clip counts as
+    detected when it fires with its own word. For each rate r, t is the lowest score at which at
+    most r of the unknown-word clips fire. Two models compared at equal false accepts, unlike
+    argmax accuracy, do not reward one for merely leaning towards "unknown".
+
+    probabilities: [n, labels] scores; truth: [n] label indices. Returns a list of
+    {"false_accept_rate": r, "threshold", "measured_false_accepts", "recall"}, empty without
+    unknown or keyword clips.
+    """
+    from microkws.dataset import UNKNOWN_LABEL
+
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    truth = np.asarray(truth)
+    keywords = keyword_indices(labels)
+    roles = [label_role(label) for label in labels]
+    if not keywords or UNKNOWN_LABEL not in roles or not len(truth):
+        return []
+    scores = probabilities[:, keywords].max(axis=1)
+    fired_word = np.asarray(keywords)[probabilities[:, keywords].argmax(axis=1)]
+    unknown = scores[truth == roles.index(UNKNOWN_LABEL)]
+    is_keyword = np.isin(truth, keywords)
+    if not len(unknown) or not is_keyword.any():
+        return []
+    candidates = np.unique(scores)
+    candidates = np.append(candidates, candidates[-1] + 1e-6)  # above every score: nothing fires
+    fire_rates = np.array([np.mean(unknown >= t) for t in candidates])
+    report = []
+    for rate in rates:
+        threshold = candidates[np.argmax(fire_rates <= rate)]  # fire rates fall as t rises: the first is the lowest
+        detected = (scores >= threshold) & (fired_word == truth) & is_keyword
+        report.append({
+            "false_accept_rate": rate,
+            "threshold": float(threshold),
+            "measured_false_accepts": float(np.mean(unknown >= threshold)),
+            "recall": float(detected.sum() / is_keyword.sum()),
+        })
+    return report
+
+
+def format_keyword_recall(rows):
+    """One line: "keyword recall at a false-accept rate of 2%: 66.7%, 5%: 76.0%, ..."."""
+    return "keyword recall at a false-accept rate of " + ", ".join(
+        f"{100 * row['false_accept_rate']:g}%: {100 * row['recall']:.1f}%" for row in rows)
+
+
 class KeywordModel:
     """A trained keyword model with its labels and feature settings: int16 clips in, label scores out.
 
@@ -416,7 +468,7 @@ def evaluate(model, data_dir=None, *, split="testing", data_config=None, per_fil
     silence, `_background_noise_` is skipped and any other folder is an unknown word (the layout of
     speech_commands_test_set_v0.02).
     Report keys: accuracy (a fraction), labels, confusion ([true][predicted] counts), per_class,
-    unknown_false_accepts, examples, and with `per_file` the "files" list of path, true and predicted
+    unknown_false_accepts, keyword_recall (at fixed false-accept rates), examples, and with `per_file` the "files" list of path, true and predicted
     label and scores.
     """
     if split not in SPLITS:
@@ -443,6 +495,7 @@ def evaluate(model, data_dir=None, *, split="testing", data_config=None, per_fil
         "confusion": confusion.tolist(),
         "per_class": per_class(confusion, model.labels),
         "unknown_false_accepts": unknown_false_accepts(confusion, model.labels),
+        "keyword_recall": keyword_recall(probabilities, truth, model.labels),
         "skipped": [{"path": path, "reason": reason} for path, reason in data.skipped],
     }
     if per_file:
@@ -558,6 +611,8 @@ def format_evaluation(report):
                      f"({accepts['accepted']} of {accepts['unknown_clips']})")
     else:
         lines.append("unknown words taken for a wanted word: no unknown-word clips")
+    if report.get("keyword_recall"):
+        lines.append(format_keyword_recall(report["keyword_recall"]))
     if report["skipped"]:
         lines.append(f"skipped {len(report['skipped'])} unreadable file(s); first: {report['skipped'][0]['reason']}")
     width = max(9, *(len(label) + 2 for label in report["labels"]))

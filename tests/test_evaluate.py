@@ -118,6 +118,10 @@ def test_split_all_reads_the_test_archive_layout(archive_layout, testvectors, tm
     assert f"accuracy: {100 * report['accuracy']:.2f}%" in text
     assert "unknown words taken for a wanted word (false accepts)" in text
     assert "true \\ predicted" in text and text.count("->") == 11
+    recall = report["keyword_recall"]
+    assert [row["false_accept_rate"] for row in recall] == [0.02, 0.05, 0.1, 0.2]
+    assert all(0 <= row["recall"] <= 1 and row["measured_false_accepts"] <= row["false_accept_rate"] for row in recall)
+    assert "keyword recall at a false-accept rate of 2%:" in text
 
 
 def test_tflite_runtime_equals_tflm(archive_layout, testvectors):
@@ -194,6 +198,26 @@ def test_unknown_false_accepts_and_label_roles():
     assert unknown_false_accepts(np.zeros((3, 3)), ("silence", "unknown", "go"))["rate"] is None
     assert [label_role(x) for x in ("silence", "_unknown_", "Unknown", "Yes")] == [
         "_silence_", "_unknown_", "_unknown_", "yes"]
+
+
+def test_keyword_recall_at_fixed_false_accepts():
+    from microkws.evaluate import keyword_recall
+
+    labels = ("_silence_", "_unknown_", "up", "down")
+    # Ten unknown clips whose best keyword scores are 0.0, 0.1, ..., 0.9; four keyword clips.
+    unknown = [[0.0, 1 - s, s, 0.0] for s in np.arange(10) / 10]
+    words = [[0, 0.05, 0.95, 0], [0, 0.2, 0, 0.8], [0, 0.35, 0.65, 0], [0, 0.5, 0.3, 0.2]]
+    probabilities = np.array(unknown + words + [[1, 0, 0, 0]])
+    truth = np.array([1] * 10 + [2, 3, 2, 3] + [0])
+    rows = keyword_recall(probabilities, truth, labels, rates=(0.0, 0.1, 0.3, 1.0))
+    # 0 %: above every unknown score (0.9), only the 0.95 "up" fires.
+    assert rows[0] == {"false_accept_rate": 0.0, "threshold": 0.95, "measured_false_accepts": 0.0, "recall": 0.25}
+    # 10 %: t = 0.9. 30 %: the lowest score with at most 3 unknown clips at or above it is 0.65.
+    assert (rows[1]["threshold"], rows[1]["recall"]) == (0.9, 0.25)
+    assert (rows[2]["threshold"], rows[2]["measured_false_accepts"], rows[2]["recall"]) == (0.65, 0.3, 0.75)
+    # At 100 % everything fires, but the last "down" clip fires as "up": not detected.
+    assert (rows[3]["threshold"], rows[3]["recall"]) == (0.0, 0.75)
+    assert keyword_recall(probabilities[10:], truth[10:], labels) == []  # no unknown clips
 
 
 def one_line_error(capsys):

@@ -65,6 +65,11 @@ def test_short_run_leaves_a_complete_run_directory(mini_dataset, tmp_path):
     assert 0 <= metrics["test_accuracy"] <= 1
     assert np.array(saved["test_confusion"]).sum() == saved["test_examples"] > 0
     assert metrics["best_step"] in (20, 40)
+    wide = saved["test_every_unknown"]
+    assert np.array(wide["confusion"]).sum() >= saved["test_examples"]
+    assert wide["unknown_false_accepts"]["unknown_clips"] > 0
+    assert [row["false_accept_rate"] for row in wide["keyword_recall"]] == [0.02, 0.05, 0.1, 0.2]
+    assert all(0 <= row["recall"] <= 1 for row in wide["keyword_recall"])
     assert list((run_dir / "logs" / "train").glob("events.out.tfevents.*"))
     assert list((run_dir / "logs" / "validation").glob("events.out.tfevents.*"))
 

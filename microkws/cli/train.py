@@ -150,6 +150,11 @@ def run(args):
     if accepts["unknown_clips"]:
         print(f"other words taken for a wanted word: {100 * accepts['rate']:.1f}% of the "
               f"{accepts['unknown_clips']} test clips of other words")
+    recall = metrics["test_every_unknown"].get("keyword_recall")
+    if recall:
+        from microkws.evaluate import format_keyword_recall
+
+        print(format_keyword_recall(recall))
     if metrics.get("export"):
         from microkws.device import format_report
 

@@ -32,7 +32,15 @@ from microkws.dataset import (
     load_partition,
 )
 from microkws.errors import UserError
-from microkws.evaluate import accuracy, balanced_accuracy, confusion_matrix, format_confusion, unknown_false_accepts
+from microkws.evaluate import (
+    accuracy,
+    balanced_accuracy,
+    confusion_matrix,
+    format_confusion,
+    format_keyword_recall,
+    keyword_recall,
+    unknown_false_accepts,
+)
 from microkws.features import FeatureConfig, compute_features
 from microkws.files import write_json, write_text
 from microkws.train.batches import TrainingBatches
@@ -224,7 +232,9 @@ def finish(run_dir, *, model, data, labels, state):
     if os.path.exists(best):
         load_checkpoint(best, model=model)
     confusion = _confusion(model, data["testing"], len(labels))
-    wide = _confusion(model, data["testing_every_unknown"], len(labels))
+    wide_logits = _logits(model, data["testing_every_unknown"][0])
+    wide_truth = data["testing_every_unknown"][1]
+    wide = _confusion(model, data["testing_every_unknown"], len(labels), logits=wide_logits)
     metrics = {
         "labels": labels,
         "best_step": state["best_step"],
@@ -237,6 +247,7 @@ def finish(run_dir, *, model, data, labels, state):
             "balanced_accuracy": balanced_accuracy(wide),
             "confusion": wide.tolist(),
             "unknown_false_accepts": unknown_false_accepts(wide, labels),
+            "keyword_recall": [] if wide_logits is None else keyword_recall(_softmax(wide_logits), wide_truth, labels),
         },
     }
     _save_model(os.path.join(run_dir, MODEL_FILE), model)
@@ -248,6 +259,9 @@ def finish(run_dir, *, model, data, labels, state):
     if accepts["unknown_clips"]:
         log.info("unknown words taken for a wanted word: %.1f%% of all %d test clips of other words",
                  100 * accepts["rate"], accepts["unknown_clips"])
+    recall = metrics["test_every_unknown"]["keyword_recall"]
+    if recall:
+        log.info("%s", format_keyword_recall(recall))
     return metrics
 
 
@@ -309,15 +323,25 @@ def _with_every_unknown(index, partition):
     return dataclasses.replace(index, partitions={**index.partitions, partition: examples})
 
 
-def _confusion(model, partition, label_count):
+def _logits(model, features):
+    if features is None:
+        return None
+    return np.concatenate([np.asarray(model(features[i:i + 1000], training=False))
+                           for i in range(0, len(features), 1000)])
+
+
+def _softmax(logits):
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _confusion(model, partition, label_count, *, logits=None):
     features, labels = partition
     if features is None:
         return np.zeros((label_count, label_count), dtype=np.int64)
-    predictions = np.concatenate([
-        np.argmax(np.asarray(model(features[i:i + 1000], training=False)), axis=-1)
-        for i in range(0, len(features), 1000)
-    ])
-    return confusion_matrix(labels, predictions, label_count)
+    if logits is None:
+        logits = _logits(model, features)
+    return confusion_matrix(labels, np.argmax(logits, axis=-1), label_count)
 
 
 def make_optimizer(config):
