@@ -105,6 +105,21 @@ def test_verify_cli_prints_the_table(testvectors, tmp_path, capsys):
     assert json.loads(report.read_text())["labels_source"] == "given"
 
 
+def test_verify_cli_takes_the_boards_budget(testvectors, tmp_path, capsys):
+    from microkws.cli import main
+
+    argv = ["verify", str(testvectors / REFERENCE_MODEL), "--report", str(tmp_path / "r.json"),
+            "--labels", "silence,unknown,yes,no"]
+    assert main([*argv, "--flash_budget", "16K", "--arena-budget", "8000"]) == 0
+    out = capsys.readouterr().out
+    assert "18,800 bytes   target <= 16,384: NOT MET" in out
+    assert "7,584 bytes   target <= 8,000: met" in out
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--flash_budget", "lots"])
+    assert exit_info.value.code == 2
+    assert "not a byte count" in capsys.readouterr().err
+
+
 def test_model_inside_a_run_without_a_trained_model(tmp_path, testvectors, sample_dir):
     from microkws.dataset import AugmentConfig, DataConfig
     from microkws.device import verify

@@ -12,12 +12,15 @@ the run directory, else beside the model, or --report).
 A model inside a run directory takes its features, labels, test split and
 float model from the run. Otherwise --data_dir (with the data flags) names a
 test split and the feature flags describe the features (default: micro_speech's).
-The budget of the reference recipe is printed as met or not: at most 19,000
-bytes, a 10 KB arena, and int8 within 0.5 points of float.
+The budget is printed as met or not: by default the reference recipe's, at
+most 19,000 bytes, a 10 KB arena, and int8 within 0.5 points of float;
+--flash_budget and --arena_budget set your board's (ds_cnn needs about 42K
+and 71K).
 """
 
 from microkws.cli._flags import add_data_arguments, add_flag, comma_list, data_config_from_args
 from microkws.cli.train import add_feature_arguments, feature_config_from_args
+from microkws.device import Targets
 
 
 def add_arguments(parser):
@@ -30,8 +33,27 @@ def add_arguments(parser):
     add_flag(parser, "--no_arena_search", action="store_true", help="skip measuring the smallest arena")
     add_flag(parser, "--no_progress", action="store_true", help="no progress bars")
     add_flag(parser, "--json", action="store_true", help="print the report as JSON instead of a table")
+    add_flag(parser, "--flash_budget", type=_bytes, default=Targets.flash_bytes, metavar="BYTES",
+             help="largest model your board takes (default: micro_speech's %(default)s)")
+    add_flag(parser, "--arena_budget", type=_bytes, default=Targets.arena_bytes, metavar="BYTES",
+             help="largest tensor arena your board can give (default: micro_speech's %(default)s)")
     add_data_arguments(parser)
     add_feature_arguments(parser)
+
+
+def _bytes(text):
+    """A byte count: 20000, 64K or 1M (K and M are 1024 and 1024**2)."""
+    import argparse
+
+    units = {"K": 1024, "M": 1024 * 1024}
+    text = text.strip().upper().removesuffix("B")
+    try:
+        value = int(float(text[:-1]) * units[text[-1]]) if text and text[-1] in units else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a byte count (e.g. 20000, 64K, 1M)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a budget must be positive")
+    return value
 
 
 def run(args):
@@ -47,6 +69,7 @@ def run(args):
         labels=args.labels,
         report_path=args.report,
         search_arena=not args.no_arena_search,
+        targets=Targets(flash_bytes=args.flash_budget, arena_bytes=args.arena_budget),
         progress=not args.no_progress,
     )
     print(json.dumps(report, indent=1) if args.json else format_report(report))
