@@ -468,8 +468,8 @@ def evaluate(model, data_dir=None, *, split="testing", data_config=None, per_fil
     silence, `_background_noise_` is skipped and any other folder is an unknown word (the layout of
     speech_commands_test_set_v0.02).
     Report keys: accuracy (a fraction), labels, confusion ([true][predicted] counts), per_class,
-    unknown_false_accepts, keyword_recall (at fixed false-accept rates), examples, and with `per_file` the "files" list of path, true and predicted
-    label and scores.
+    unknown_false_accepts, keyword_recall (at fixed false-accept rates), examples, and with
+    `per_file` the "files" list of path, true and predicted label and scores.
     """
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
