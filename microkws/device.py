@@ -147,7 +147,7 @@ class TflmModel:
     def __init__(self, model_bytes, *, arena_size, source="model"):
         from tflite_micro.python.tflite_micro import runtime
 
-        from microkws.export._quiet import native_stderr
+        from microkws._quiet import native_stderr
 
         with native_stderr() as messages:
             try:
@@ -502,7 +502,7 @@ def _float_predictions(run, keras_model, model_path, features):
 
 def load_keras_model(path):
     """The run's float Keras model (registering microkws's layers first)."""
-    import keras
+    from microkws._tensorflow import keras
 
     import microkws.models  # noqa: F401 - registers StaticReshape and the other custom layers
 

@@ -404,7 +404,7 @@ class _KerasBackend:
 
 
 def _ends_in_softmax(model):
-    import keras
+    from microkws._tensorflow import keras
 
     last = model.layers[-1]
     if isinstance(last, keras.layers.Softmax):

@@ -85,11 +85,12 @@ def test_resume_after_kill_reaches_the_uninterrupted_result(mini_dataset, tmp_pa
     subprocess.run(cli_args(mini_dataset, straight), check=True, env=env, capture_output=True)
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(cli_args(mini_dataset, killed), env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    with open(tmp_path / "killed.log", "w") as log:
+        process = subprocess.Popen(cli_args(mini_dataset, killed), env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while not (killed / "checkpoints" / "ckpt-000020.npz").exists():
-        assert process.poll() is None and time.monotonic() < deadline, "training ended before the kill"
+        assert process.poll() is None and time.monotonic() < deadline, \
+            f"training ended before the kill:\n{(tmp_path / 'killed.log').read_text()}"
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -170,8 +171,10 @@ def test_nan_loss_stops_naming_the_step(mini_dataset, tmp_path):
     (["--train_dir", "/proc/forbidden/run"], "cannot write to the train_dir"),
 ])
 def test_bad_flags_give_one_line_and_status_2(mini_dataset, flags, message):
+    # oneDNN on, as on CPUs that enable it by default: TensorFlow then writes start-up lines from C++.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TF_ENABLE_ONEDNN_OPTS": "1"}
     result = subprocess.run([sys.executable, "-m", "microkws", "train", "--data_dir", str(mini_dataset), *flags],
-                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                            capture_output=True, text=True, env=env)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr

@@ -8,7 +8,6 @@ They are registered in `COMMANDS`, the only place that knows them all.
 import argparse
 import importlib
 import logging
-import os
 import sys
 
 from microkws import __version__
@@ -48,8 +47,6 @@ def build_parser():
 
 
 def main(argv=None):
-    # TensorFlow's C++ start-up chatter is noise to a command-line user.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

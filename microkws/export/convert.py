@@ -40,7 +40,7 @@ def to_int8_tflite(model, *, representative, input_quantization=None, inference_
     kernels support.
     Returns the flatbuffer bytes.
     """
-    import tensorflow as tf
+    from microkws._tensorflow import tf
 
     representative = np.asarray(representative, dtype=np.float32)
     if representative.ndim != 2 or not len(representative):
@@ -60,7 +60,7 @@ def to_int8_tflite(model, *, representative, input_quantization=None, inference_
 
 def to_float_tflite(model):
     """Float32 TFLite model of `model` with the batch fixed to 1. Returns the flatbuffer bytes."""
-    import tensorflow as tf
+    from microkws._tensorflow import tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(_fixed_batch(model, None))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -81,7 +81,7 @@ def fake_quant_range(quantization):
 
 
 def _fixed_batch(model, input_quantization):
-    import keras
+    from microkws._tensorflow import keras
 
     features = model.inputs[0].shape[-1]
     inputs = keras.Input(batch_shape=(1, features), dtype="float32", name="features")
@@ -94,7 +94,7 @@ def _fixed_batch(model, input_quantization):
 
 
 def _convert(converter):
-    from microkws.export._quiet import quiet
+    from microkws._quiet import quiet
     from microkws.export.slim import slim_model
 
     try:
@@ -109,8 +109,7 @@ def _convert(converter):
 @functools.cache
 def _fake_quant_layer():
     """The Keras layer class applying FakeQuant (defined on first use: importing Keras is slow)."""
-    import keras
-    import tensorflow as tf
+    from microkws._tensorflow import keras, tf
 
     class InputFakeQuant(keras.layers.Layer):
         """Clamp to [low, high] and round to its 256 levels; tells the converter the input's encoding."""

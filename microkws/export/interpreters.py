@@ -15,14 +15,14 @@ import numpy as np
 
 def reference_interpreter(model_bytes):
     """A tf.lite interpreter running `model_bytes` on TFLite's reference kernels."""
-    import tensorflow as tf
+    from microkws._tensorflow import tf
 
     return _interpreter(model_bytes, tf.lite.experimental.OpResolverType.BUILTIN_REF)
 
 
 def float_interpreter(model_bytes):
     """A tf.lite interpreter with the default (optimised) kernels, for float models."""
-    import tensorflow as tf
+    from microkws._tensorflow import tf
 
     return _interpreter(model_bytes, tf.lite.experimental.OpResolverType.AUTO)
 
@@ -41,7 +41,7 @@ def run_interpreter(interpreter, inputs):
 
 
 def _interpreter(model_bytes, resolver):
-    import tensorflow as tf
+    from microkws._tensorflow import tf
 
     with warnings.catch_warnings():
         # "tf.lite.Interpreter is deprecated": known, and handled here (see the module docstring).

@@ -28,7 +28,7 @@ import tempfile
 
 from microkws.errors import UserError
 from microkws.files import replace_directory, write_text
-from microkws.export._quiet import quiet
+from microkws._quiet import quiet
 
 SAVED_MODEL_DIR = "saved_model"
 LABELS_FILE = "labels.txt"
@@ -40,8 +40,7 @@ def save_audio_model(model, *, feature_config, labels, path):
     `model` should already end in a softmax (`microkws.models.with_softmax`).
     The directory is built beside `path` and moved into place when complete.
     """
-    import keras
-    import tensorflow as tf
+    from microkws._tensorflow import keras, tf
 
     features_fn = feature_graph(feature_config)
     signature = [tf.TensorSpec([None, feature_config.desired_samples], tf.float32, name="audio")]
@@ -67,7 +66,7 @@ def save_audio_model(model, *, feature_config, labels, path):
 
 def load_saved_model(path):
     """Load a SavedModel written by `save_audio_model`, registering the microfrontend op first."""
-    import tensorflow as tf
+    from microkws._tensorflow import tf
 
     _microfrontend()
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
@@ -83,7 +82,7 @@ def feature_graph(feature_config):
 
 
 def _micro_features(config):
-    import tensorflow as tf
+    from microkws._tensorflow import tf
 
     frontend = _microfrontend()
     window_ms, step_ms = _whole_ms(config.window_size_ms, "window_size_ms"), _whole_ms(
@@ -114,7 +113,7 @@ def _micro_features(config):
 
 
 def _spectral_features(config):
-    import tensorflow as tf
+    from microkws._tensorflow import tf
 
     from microkws.features.spectral import (
         MFCC_FILTERBANK_CHANNEL_COUNT,
@@ -159,6 +158,8 @@ def _whole_ms(value, name):
 
 def _microfrontend():
     """TF's audio_microfrontend op module (experimental; importing it registers the custom op)."""
+    import microkws._tensorflow  # noqa: F401 - TensorFlow first, quietly
+
     try:
         from tensorflow.lite.experimental.microfrontend.python.ops import audio_microfrontend_op
     except ImportError as error:

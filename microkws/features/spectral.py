@@ -45,7 +45,7 @@ def mfcc_features(audio_float, config):
     zero-padded or trimmed to `config.desired_samples`. Returns float32
     [..., config.spectrogram_length, config.feature_bin_count].
     """
-    import tensorflow as tf
+    from microkws._tensorflow import tf
 
     _check_mfcc_config(config)
     clips, single = _as_batch(audio_float, config)
@@ -72,7 +72,7 @@ def average_features(audio_float, config):
     bins is `config.fingerprint_width` for a config whose preprocess is
     "average".
     """
-    import tensorflow as tf
+    from microkws._tensorflow import tf
 
     clips, single = _as_batch(audio_float, config)
     spectrogram = _spectrogram_op(clips, config)
@@ -111,7 +111,7 @@ def _as_batch(audio_float, config):
 
 def _spectrogram_op(clips, config):
     """[n, samples] -> float32 tf.Tensor [n, frames, fft_bin_count], in one op call."""
-    import tensorflow as tf
+    from microkws._tensorflow import tf
 
     # AudioSpectrogram wants [samples, channels] and returns [channels, frames, bins].
     return tf.raw_ops.AudioSpectrogram(

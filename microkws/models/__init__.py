@@ -21,7 +21,7 @@ the reference's):
     ds_cnn               MLPerf Tiny's depthwise-separable CNN
 """
 
-import keras
+from microkws._tensorflow import keras
 
 from microkws.errors import UserError
 from microkws.models import (

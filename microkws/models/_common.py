@@ -4,7 +4,7 @@ reshape, the original's initializers, and argument checks."""
 import math
 from dataclasses import fields
 
-import keras
+from microkws._tensorflow import keras
 
 from microkws.errors import UserError
 

@@ -12,7 +12,7 @@ max-pool 2x2 stride 2 SAME -> conv 10x4, 64 filters, SAME -> ReLU -> dropout
 
 from dataclasses import dataclass
 
-import keras
+from microkws._tensorflow import keras
 
 from microkws.models._common import check_config, fingerprint_input, flatten, original_init
 

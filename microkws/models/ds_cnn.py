@@ -25,7 +25,7 @@ The parameter count does not depend on the input size: for 4 labels it is
 
 from dataclasses import dataclass
 
-import keras
+from microkws._tensorflow import keras
 
 from microkws.errors import UserError
 from microkws.models._common import check_config, fingerprint_input, flatten

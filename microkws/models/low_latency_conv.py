@@ -12,7 +12,7 @@ convolution has a ReLU. Dropout follows the ReLU and each hidden dense layer.
 
 from dataclasses import dataclass
 
-import keras
+from microkws._tensorflow import keras
 
 from microkws.models._common import check_config, fingerprint_input, flatten, original_init
 

@@ -28,7 +28,7 @@ hundreds of times slower on CPU, through XLA.)
 
 from dataclasses import dataclass
 
-import keras
+from microkws._tensorflow import keras
 
 from microkws.models._common import StaticReshape, check_config, fingerprint_input, flatten, original_init
 

@@ -2,7 +2,7 @@
 
 import math
 
-import keras
+from microkws._tensorflow import keras
 
 _COUNTED = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
 

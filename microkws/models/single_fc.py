@@ -6,7 +6,7 @@ dropout. For 49x40 input and 4 labels it has 1960*4 + 4 = 7,844 parameters.
 
 from dataclasses import dataclass
 
-import keras
+from microkws._tensorflow import keras
 
 from microkws.models._common import check_config, fingerprint_input, original_init
 

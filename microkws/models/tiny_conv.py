@@ -8,7 +8,7 @@ conv 10x8x1x8 + 8, SAME, stride 2 -> 25x20x8; dense 4000x4 + 4;
 
 from dataclasses import dataclass
 
-import keras
+from microkws._tensorflow import keras
 
 from microkws.models._common import check_config, fingerprint_input, flatten, original_init
 

@@ -9,7 +9,7 @@ conv 10x8x8x8 + 8, SAME, stride 8 -> 4x3x8; dense 96x4 + 4;
 
 from dataclasses import dataclass
 
-import keras
+from microkws._tensorflow import keras
 
 from microkws.models._common import check_config, fingerprint_input, flatten, original_init
 

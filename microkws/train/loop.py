@@ -105,8 +105,7 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
     exported for the device and verified on TFLM's kernels
     (`microkws.export.export_run`), and metrics["export"] holds its files and device report.
     """
-    import keras
-    import tensorflow as tf
+    from microkws._tensorflow import keras, tf
 
     from microkws.models import build_model
 
@@ -206,8 +205,7 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
 
 def make_train_step(model, optimizer):
     """A compiled step: (features, labels, learning rate) -> (loss, batch accuracy), updating the model."""
-    import keras
-    import tensorflow as tf
+    from microkws._tensorflow import keras, tf
 
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -346,7 +344,7 @@ def _confusion(model, partition, label_count, *, logits=None):
 
 def make_optimizer(config):
     """The Keras optimizer a TrainConfig names, at its first learning rate."""
-    import keras
+    from microkws._tensorflow import keras
 
     rate = config.learning_rate[0]
     if config.optimizer == "momentum":
@@ -404,7 +402,7 @@ def _save_model(path, model):
 
 
 def _summary_writers(directory):
-    import tensorflow as tf
+    from microkws._tensorflow import tf
 
     return {
         name: tf.summary.create_file_writer(os.path.join(directory, name))

@@ -32,7 +32,7 @@ def quantized_kernels(model):
 
 def fake_quantize_kernel(kernel, *, depthwise=False):
     """Round a kernel to symmetric int8 per output channel (the last axis; the last two for depthwise)."""
-    import tensorflow as tf
+    from microkws._tensorflow import tf
 
     axes = list(range(len(kernel.shape) - (2 if depthwise else 1)))
     scale = tf.reduce_max(tf.abs(kernel), axis=axes, keepdims=True) / 127.0
@@ -42,8 +42,7 @@ def fake_quantize_kernel(kernel, *, depthwise=False):
 
 def make_qat_train_step(model, optimizer):
     """Like loop.make_train_step, with int8-rounded kernels in the forward and backward pass."""
-    import keras
-    import tensorflow as tf
+    from microkws._tensorflow import keras, tf
 
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     kernels = quantized_kernels(model)
