@@ -26,13 +26,14 @@ def main():
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
     args = parser.parse_args()
 
-    from microkws.evaluate import evaluate, load_model
-    from microkws.train import load_run_config
+    from microkws.evaluate import evaluate
+    from microkws.inference import load_model
+    from microkws.train import read_run_config
 
     print(f"{'run':24} {'model':14} {'split test':>11} {'all-unknown test':>17} {'unknown -> wanted':>18}  "
           f"keyword recall at 2 / 5 / 10 % false accepts")
     for run_dir in args.runs:
-        data_config = load_run_config(run_dir)[0]
+        data_config = read_run_config(run_dir).data
         every_unknown = dataclasses.replace(data_config, unknown_percentage=1e6)
         for name, prefer in (("int8 (TFLM)", "tflite"), ("float (Keras)", "keras")):
             model = load_model(run_dir, prefer=prefer)

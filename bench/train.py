@@ -47,7 +47,7 @@ def main():
     from microkws.features import FeatureConfig
     from microkws.models import build_model
     from microkws.train import TrainConfig, train
-    from microkws.train.loop import make_optimizer, make_train_step
+    from microkws.train.steps import make_optimizer, make_train_step
 
     data = DataConfig(args.data_dir, wanted_words=("up", "down"), silence_percentage=25, unknown_percentage=25)
     config = TrainConfig(

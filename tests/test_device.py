@@ -67,7 +67,7 @@ def test_reference_model_on_the_sample_test_split(testvectors, sample_dir, tmp_p
 
 
 def test_smallest_arena_is_the_boundary(testvectors, reference_report):
-    from microkws.device import _ArenaProbe
+    from microkws.device.tflm import _ArenaProbe
 
     arena = reference_report["arena_bytes"]
     with _ArenaProbe((testvectors / REFERENCE_MODEL).read_bytes()) as probe:
@@ -78,7 +78,7 @@ def test_smallest_arena_is_the_boundary(testvectors, reference_report):
 
 
 def test_top_ties_counts_rows_whose_best_score_is_shared():
-    from microkws.device import top_ties
+    from microkws.metrics import top_ties
 
     outputs = np.array([[-128, -1, -1, -120], [-128, 0, -1, -120], [5, 5, 5, 5], [-128, -128, 126, -128]], np.int8)
     assert top_ties(outputs) == 2
@@ -124,10 +124,10 @@ def test_model_inside_a_run_without_a_trained_model(tmp_path, testvectors, sampl
     from microkws.dataset import AugmentConfig, DataConfig
     from microkws.device import verify
     from microkws.features import FeatureConfig
-    from microkws.train import TrainConfig, run_config
+    from microkws.train import RunConfig, TrainConfig
 
-    settings = run_config(DataConfig(sample_dir, wanted_words=("yes", "no")), FeatureConfig(), AugmentConfig(),
-                          TrainConfig())
+    settings = RunConfig(DataConfig(sample_dir, wanted_words=("yes", "no")), FeatureConfig(), AugmentConfig(),
+                         TrainConfig()).to_dict()
     (tmp_path / "config.json").write_text(json.dumps(settings))
     model = tmp_path / "model.tflite"
     model.write_bytes((testvectors / REFERENCE_MODEL).read_bytes())

@@ -19,7 +19,7 @@ LABELS_FLAG = ["--labels", ",".join(REFERENCE_LABELS)]
 
 @pytest.fixture(scope="module")
 def reference_model(testvectors):
-    from microkws.evaluate import load_model
+    from microkws.inference import load_model
 
     return load_model(testvectors / REFERENCE_MODEL, labels=REFERENCE_LABELS)
 
@@ -34,11 +34,11 @@ def run_dir(sample_dir, testvectors, tmp_path_factory):
     from microkws.features import FeatureConfig
     from microkws.models import build_model
     from microkws.train.config import TrainConfig
-    from microkws.train.loop import run_config
+    from microkws.train import RunConfig
 
     run = tmp_path_factory.mktemp("run")
     data, features = DataConfig(sample_dir, wanted_words=("yes", "no")), FeatureConfig()
-    settings = run_config(data, features, AugmentConfig(), TrainConfig(seed=3))
+    settings = RunConfig(data, features, AugmentConfig(), TrainConfig(seed=3)).to_dict()
     (run / "config.json").write_text(json.dumps(settings))
     (run / "labels.txt").write_text("\n".join(data.labels) + "\n")
     keras.utils.set_random_seed(0)
@@ -72,7 +72,8 @@ def test_reference_model_on_the_test_split_matches_the_device_path(reference_mod
     """evaluate = index_dataset + load_partition + the device's int8 features on TFLM, done by hand."""
     from microkws.dataset import DataConfig, index_dataset, load_partition
     from microkws.device import TflmModel
-    from microkws.evaluate import confusion_matrix, evaluate
+    from microkws.evaluate import evaluate
+    from microkws.metrics import confusion_matrix
     from microkws.features import FeatureConfig
     from microkws.features.micro import micro_features, to_int8
 
@@ -125,7 +126,8 @@ def test_split_all_reads_the_test_archive_layout(archive_layout, testvectors, tm
 
 
 def test_tflite_runtime_equals_tflm(archive_layout, testvectors):
-    from microkws.evaluate import evaluate, load_model
+    from microkws.evaluate import evaluate
+    from microkws.inference import load_model
 
     reports = [evaluate(load_model(testvectors / REFERENCE_MODEL, labels=REFERENCE_LABELS, runtime=runtime),
                         archive_layout, split="all", per_file=True) for runtime in ("tflm", "tflite")]
@@ -135,7 +137,8 @@ def test_tflite_runtime_equals_tflm(archive_layout, testvectors):
 
 def test_run_directory_models(run_dir, sample_dir, tmp_path):
     from microkws.dataset import DataConfig, index_dataset, load_partition
-    from microkws.evaluate import evaluate, load_model, partition_clips
+    from microkws.evaluate import evaluate, partition_clips
+    from microkws.inference import load_model
     from microkws.features import FeatureConfig
 
     keras_model = load_model(run_dir)
@@ -190,7 +193,8 @@ def test_label_files_api(reference_model, testvectors):
 
 
 def test_unknown_false_accepts_and_label_roles():
-    from microkws.evaluate import label_role, unknown_false_accepts
+    from microkws.dataset import label_role
+    from microkws.metrics import unknown_false_accepts
 
     confusion = np.array([[5, 0, 0, 0], [1, 6, 2, 1], [0, 0, 9, 1], [0, 1, 0, 9]])
     assert unknown_false_accepts(confusion, ("_silence_", "_unknown_", "up", "down")) == {
@@ -201,7 +205,7 @@ def test_unknown_false_accepts_and_label_roles():
 
 
 def test_keyword_recall_at_fixed_false_accepts():
-    from microkws.evaluate import keyword_recall
+    from microkws.metrics import keyword_recall
 
     labels = ("_silence_", "_unknown_", "up", "down")
     # Ten unknown clips whose best keyword scores are 0.0, 0.1, ..., 0.9; four keyword clips.
@@ -248,7 +252,7 @@ def test_bad_input(testvectors, run_dir, sample_dir, tmp_path, capsys):
     shutil.copy(run_dir / "config.json", bare)
     assert main(["evaluate", str(bare), "--tflite"]) == 2
     assert "no model.tflite; export it first" in one_line_error(capsys)
-    from microkws.evaluate import load_model
+    from microkws.inference import load_model
 
     with pytest.raises(UserError, match="name _silence_ more than once"):
         load_model(model, labels=("silence", "_silence_", "yes", "no"))

@@ -23,22 +23,23 @@ DEVICE_SCALE = 0.10162353515625
 def run(tmp_path_factory, sample_dir):
     """A trained and exported yes/no run directory, and export_run's result."""
     from microkws.dataset import DataConfig
-    from microkws.train import TrainConfig, train
+    from microkws.pipeline import train_and_export
+    from microkws.train import TrainConfig
 
     run_dir = tmp_path_factory.mktemp("run")
-    metrics = train(
+    metrics = train_and_export(
         run_dir,
         data_config=DataConfig(sample_dir, wanted_words=("yes", "no")),
         train_config=TrainConfig(how_many_training_steps=(300,), learning_rate=(0.002,), optimizer="adam",
                                  eval_step_interval=100, save_step_interval=300),
         progress=False,
     )
-    return run_dir, metrics["export"]  # train exports and verifies at the end
+    return run_dir, metrics["export"]  # the pipeline exports and verifies after training
 
 
 @pytest.fixture(scope="module")
 def keras_model(run):
-    from microkws.device import load_keras_model
+    from microkws.models.keras_model import load_keras_model
 
     return load_keras_model(os.path.join(run[0], "model.keras"))
 
@@ -200,9 +201,10 @@ def test_uint8_with_toco_mean_and_std(run, keras_model, tmp_path, testvectors):
     from microkws.export.quantization import device_quantization, from_mean_std
     from microkws.export.tflite_model import read_model
     from microkws.models import with_softmax
-    from microkws.train import load_run_config
+    from microkws.train import read_run_config
 
-    data_config, feature_config, *_ = load_run_config(run[0])
+    config = read_run_config(run[0])
+    data_config, feature_config = config.data, config.features
     representative = representative_features(data_config, feature_config, count=40)
     probabilities = with_softmax(keras_model)
     toco = to_int8_tflite(probabilities, representative=representative,

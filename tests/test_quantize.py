@@ -1,7 +1,7 @@
 import numpy as np
 
-from microkws.features.micro import to_int8, to_training_scale
-from microkws.train.quantize import INT8_INPUT_SCALE, fake_quantize_kernel, snap_to_device_grid
+from microkws.features.micro import INT8_INPUT_SCALE, snap_to_device_grid, to_int8, to_training_scale
+from microkws.train.quantize import fake_quantize_kernel
 
 
 def test_input_scale_is_the_device_mapping():

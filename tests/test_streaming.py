@@ -24,7 +24,7 @@ REFERENCE_LABELS = ("silence", "unknown", "yes", "no")
 
 @pytest.fixture(scope="module")
 def reference_model(testvectors):
-    from microkws.evaluate import load_model
+    from microkws.inference import load_model
 
     return load_model(testvectors / REFERENCE_MODEL, labels=REFERENCE_LABELS)
 
@@ -181,7 +181,7 @@ def test_mfcc_streaming_computes_each_window(tmp_path):
     """Modes without a streaming frontend: each window's features from its own second of audio."""
     import keras
 
-    from microkws.evaluate import load_model
+    from microkws.inference import load_model
     from microkws.features import FeatureConfig, compute_features
     from microkws.models import build_model
 

@@ -51,7 +51,7 @@ def test_tutorial_flags_parse_in_both_spellings():
 
 def test_short_run_leaves_a_complete_run_directory(mini_dataset, tmp_path):
     run_dir = tmp_path / "run"
-    metrics = train(run_dir, data_config=data_config(mini_dataset), train_config=short_config(), export=False,
+    metrics = train(run_dir, data_config=data_config(mini_dataset), train_config=short_config(),
                     progress=False)
     assert (run_dir / "labels.txt").read_text() == "_silence_\n_unknown_\nup\ndown\n"
     config = json.loads((run_dir / "config.json").read_text())
@@ -104,37 +104,33 @@ def test_resume_after_kill_reaches_the_uninterrupted_result(mini_dataset, tmp_pa
 
 def test_rerun_with_other_settings_is_refused(mini_dataset, tmp_path):
     run_dir = tmp_path / "run"
-    train(run_dir, data_config=data_config(mini_dataset), train_config=short_config(how_many_training_steps=(5, 5)),
-          export=False, progress=False)
+    train(run_dir, data_config=data_config(mini_dataset), train_config=short_config(how_many_training_steps=(5, 5)), progress=False)
     with pytest.raises(UserError, match="other settings .*train.batch_size"):
         train(run_dir, data_config=data_config(mini_dataset),
-              train_config=short_config(how_many_training_steps=(5, 5), batch_size=8), export=False, progress=False)
+              train_config=short_config(how_many_training_steps=(5, 5), batch_size=8), progress=False)
 
 
 def test_a_run_that_failed_on_bad_data_can_be_rerun_with_other_flags(mini_dataset, tmp_path):
     run_dir = tmp_path / "run"
     with pytest.raises(UserError, match="banana"):
         train(run_dir, data_config=DataConfig(mini_dataset, wanted_words=("up", "banana")),
-              train_config=short_config(how_many_training_steps=(5, 5)), export=False, progress=False)
+              train_config=short_config(how_many_training_steps=(5, 5)), progress=False)
     assert not (run_dir / "config.json").exists()
-    train(run_dir, data_config=data_config(mini_dataset), train_config=short_config(how_many_training_steps=(5, 5)),
-          export=False, progress=False)
+    train(run_dir, data_config=data_config(mini_dataset), train_config=short_config(how_many_training_steps=(5, 5)), progress=False)
     assert (run_dir / "model.keras").exists()
 
 
 def test_checkpoint_of_another_architecture_or_labels_is_refused(mini_dataset, tmp_path):
     first = tmp_path / "first"
-    train(first, data_config=data_config(mini_dataset), train_config=short_config(how_many_training_steps=(5, 5)),
-          export=False, progress=False)
+    train(first, data_config=data_config(mini_dataset), train_config=short_config(how_many_training_steps=(5, 5)), progress=False)
     checkpoint = latest_checkpoint(first / "checkpoints")
     with pytest.raises(UserError, match="architecture 'tiny_conv' but this run has 'single_fc'"):
         train(tmp_path / "b", data_config=data_config(mini_dataset), start_checkpoint=checkpoint,
-              train_config=short_config(how_many_training_steps=(5, 5), model_architecture="single_fc"),
-              export=False, progress=False)
+              train_config=short_config(how_many_training_steps=(5, 5), model_architecture="single_fc"), progress=False)
     other_labels = DataConfig(mini_dataset, wanted_words=("left", "right"))
     with pytest.raises(UserError, match="labels"):
         train(tmp_path / "c", data_config=other_labels, start_checkpoint=checkpoint,
-              train_config=short_config(how_many_training_steps=(5, 5)), export=False, progress=False)
+              train_config=short_config(how_many_training_steps=(5, 5)), progress=False)
 
 
 def test_disk_full_keeps_the_previous_checkpoint(mini_dataset, tmp_path, monkeypatch):
@@ -151,7 +147,7 @@ def test_disk_full_keeps_the_previous_checkpoint(mini_dataset, tmp_path, monkeyp
 
     monkeypatch.setattr(np, "savez", savez_until_full)
     with pytest.raises(UserError, match=r"No space left on device\); the previous checkpoint is kept"):
-        train(run_dir, data_config=data_config(mini_dataset), export=False, progress=False,
+        train(run_dir, data_config=data_config(mini_dataset), progress=False,
               train_config=short_config(how_many_training_steps=(30, 10), eval_step_interval=100))
     names = sorted(os.listdir(run_dir / "checkpoints"))
     assert names == ["ckpt-000010.npz", "ckpt-000020.npz"]  # no temporary or half-written file left
@@ -160,7 +156,7 @@ def test_disk_full_keeps_the_previous_checkpoint(mini_dataset, tmp_path, monkeyp
 
 def test_nan_loss_stops_naming_the_step(mini_dataset, tmp_path):
     with pytest.raises(UserError, match=r"loss became nan at step \d+"):
-        train(tmp_path / "run", data_config=data_config(mini_dataset), export=False, progress=False,
+        train(tmp_path / "run", data_config=data_config(mini_dataset), progress=False,
               train_config=short_config(optimizer="gradient_descent", learning_rate=(1e30, 1e30), check_nans=True))
 
 

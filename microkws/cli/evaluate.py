@@ -18,7 +18,8 @@ skipped and any other folder is an unknown word: the layout of Speech Commands' 
 
 from microkws.cli._flags import add_flag
 from microkws.cli.train import add_feature_arguments, feature_config_from_args
-from microkws.evaluate import RUNTIMES, SPLITS
+from microkws.evaluate import SPLITS
+from microkws.inference import RUNTIMES
 
 
 def add_arguments(parser):
@@ -50,7 +51,7 @@ def add_model_arguments(parser, *, default="keras"):
 
 
 def model_from_args(args):
-    from microkws.evaluate import load_model, read_labels
+    from microkws.inference import load_model, read_labels
 
     if hasattr(args, "tflite"):
         prefer = "tflite" if args.tflite else "keras"

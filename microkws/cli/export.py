@@ -50,15 +50,15 @@ def run(args):
         print(export_saved_model(train_dir))
         return 0
     from microkws.device import format_report
-    from microkws.export import export_run
+    from microkws.pipeline import export_and_verify
 
-    result = export_run(
+    result = export_and_verify(
         train_dir,
         inference_type=args.inference_type,
         mean_values=args.mean_values,
         std_values=args.std_values,
         c_name=args.c_name,
-        verify=not args.no_verify,
+        verify_model=not args.no_verify,
         progress=not args.no_progress,
     )
     for path in result["files"].values():

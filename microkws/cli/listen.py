@@ -61,7 +61,7 @@ def run(args):
 
 
 def _keywords(model):
-    from microkws.evaluate import keyword_indices
+    from microkws.dataset.labels import keyword_indices
 
     return [model.labels[i] for i in keyword_indices(model.labels)]
 

@@ -103,7 +103,7 @@ def feature_config_from_args(args):
 
 
 def run(args):
-    from microkws.train import train
+    from microkws.pipeline import train_and_export
 
     logging.getLogger().setLevel(VERBOSITY[args.verbosity])
     train_config = TrainConfig(
@@ -133,7 +133,7 @@ def run(args):
         data_dir = os.path.abspath(args.data_dir)
         archive = Archive(url=args.data_url, folder=os.path.basename(data_dir))
         download_archive(archive, dest=os.path.dirname(data_dir), progress=not args.no_progress)
-    metrics = train(
+    metrics = train_and_export(
         args.train_dir,
         data_config=data_config,
         feature_config=feature_config,
@@ -152,7 +152,7 @@ def run(args):
               f"{accepts['unknown_clips']} test clips of other words")
     recall = metrics["test_every_unknown"].get("keyword_recall")
     if recall:
-        from microkws.evaluate import format_keyword_recall
+        from microkws.metrics import format_keyword_recall
 
         print(format_keyword_recall(recall))
     if metrics.get("export"):

@@ -2,13 +2,17 @@
 
 from microkws.dataset.augment import AugmentConfig, augment, silence_examples, time_shift
 from microkws.dataset.index import (
-    BACKGROUND_NOISE_DIR,
-    SILENCE_LABEL,
-    UNKNOWN_LABEL,
     DataConfig,
     DataIndex,
     Example,
     index_dataset,
+)
+from microkws.dataset.labels import (
+    BACKGROUND_NOISE_DIR,
+    SILENCE_LABEL,
+    UNKNOWN_LABEL,
+    keyword_indices,
+    label_role,
 )
 from microkws.dataset.load import load_backgrounds, load_clips, load_partition
 from microkws.dataset.split import PARTITIONS, which_set
@@ -24,6 +28,8 @@ __all__ = [
     "UNKNOWN_LABEL",
     "augment",
     "index_dataset",
+    "keyword_indices",
+    "label_role",
     "load_backgrounds",
     "load_clips",
     "load_partition",

@@ -15,15 +15,13 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from microkws.audio import AudioError, check_audio, is_audio_path
+from microkws.dataset.labels import BACKGROUND_NOISE_DIR, SILENCE_LABEL, UNKNOWN_LABEL
 from microkws.dataset.split import PARTITIONS, TESTING_LIST, VALIDATION_LIST, read_list_file, which_set
-from microkws._config import reject_unknown_keys
+from microkws._config import settings_from_dict
 from microkws.errors import UserError
 
 log = logging.getLogger(__name__)
 
-SILENCE_LABEL = "_silence_"
-UNKNOWN_LABEL = "_unknown_"
-BACKGROUND_NOISE_DIR = "_background_noise_"
 DEFAULT_WANTED_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 RANDOM_SEED = 59185  # the original's seed for drawing unknown clips
 
@@ -87,8 +85,7 @@ class DataConfig:
 
     @classmethod
     def from_dict(cls, data, source="config"):
-        reject_unknown_keys(cls, data, source=source, kind="data")
-        return cls(**{**data, "wanted_words": tuple(data.get("wanted_words", DEFAULT_WANTED_WORDS))})
+        return settings_from_dict(cls, data, source=source, kind="data")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from microkws.audio import fit_to_length, read_audio, to_int16
 from microkws.dataset.augment import silence_examples
-from microkws.dataset.index import SILENCE_LABEL
+from microkws.dataset.labels import SILENCE_LABEL
 
 log = logging.getLogger(__name__)
 

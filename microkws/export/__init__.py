@@ -10,8 +10,6 @@
     model_data.cc/.h     model.tflite as a C array for firmware (`--c_name`, default g_model)
     saved_model/         16 kHz audio in, label probabilities out, features included
                          (the original's frozen graph; see export.saved_model)
-    device_report.json   `microkws.device.verify` of model.tflite: flash, arena, ops, MACs,
-                         TFLM vs reference kernels, golden clips, int8 vs float accuracy
 
 Post-training quantisation calibrates on a seeded draw of a few hundred TRAINING clips
 (export.calibration); validation and test clips are never seen.
@@ -20,7 +18,6 @@ Post-training quantisation calibrates on a seeded draw of a few hundred TRAINING
 import logging
 import os
 
-from microkws.errors import UserError
 from microkws.export.c_source import HEADER_FILE, SOURCE_FILE, check_c_name, write_c_source
 from microkws.export.quantization import (
     DEVICE_SCALE,
@@ -31,11 +28,12 @@ from microkws.export.quantization import (
     normalize_inference_type,
 )
 from microkws.export.saved_model import SAVED_MODEL_DIR, load_saved_model, save_audio_model
+from microkws.files import write_bytes
+from microkws.models import with_softmax
+from microkws.models.keras_model import load_keras_model
+from microkws.train.rundir import FLOAT_TFLITE_FILE, TFLITE_FILE, read_run_config, trained_model_path
 
 log = logging.getLogger(__name__)
-
-TFLITE_FILE = "model.tflite"
-FLOAT_TFLITE_FILE = "model_float.tflite"
 
 __all__ = [
     "DEVICE_SCALE",
@@ -53,7 +51,7 @@ __all__ = [
 ]
 
 
-def export_run(run_dir, *, inference_type="int8", mean_values=None, std_values=None, c_name="g_model", verify=True,
+def export_run(run_dir, *, inference_type="int8", mean_values=None, std_values=None, c_name="g_model",
                progress=True):
     """Export the trained model of `run_dir` (see the module docstring for the files).
 
@@ -61,28 +59,24 @@ def export_run(run_dir, *, inference_type="int8", mean_values=None, std_values=N
     output around int8 kernels). mean_values / std_values: toco's input
     encoding, real = (q - mean) / std with q of the inference type; by
     default micro features get the device's mapping and mfcc/average
-    features a calibrated range. verify: run `microkws.device.verify` and
-    write device_report.json. Returns {"files": {name: path}, "report": dict or None}.
+    features a calibrated range. Returns {"files": {name: path}}; verifying the
+    model on TFLM is the device stage's (microkws.pipeline runs both).
     """
     from microkws.export.calibration import representative_features
     from microkws.export.convert import to_float_tflite, to_int8_tflite
-    from microkws.files import write_bytes
-    from microkws.train.loop import load_run_config
 
     inference_type = normalize_inference_type(inference_type)
     check_c_name(c_name)
-    data_config, feature_config, _, train_config, labels = load_run_config(run_dir)
-    model = _load_run_model(run_dir, feature_config)
-    quantization = _input_quantization(feature_config, inference_type, mean_values, std_values)
+    config = read_run_config(run_dir)
+    probabilities = with_softmax(_load_run_model(run_dir, config.features))
+    quantization = _input_quantization(config.features, inference_type, mean_values, std_values)
 
-    log.info("calibrating on training clips of %s", data_config.data_dir)
-    representative = representative_features(data_config, feature_config, seed=train_config.seed, progress=progress)
+    log.info("calibrating on training clips of %s", config.data.data_dir)
+    representative = representative_features(config.data, config.features, seed=config.train.seed,
+                                             progress=progress)
     if mean_values is not None:
         check_coverage(quantization, representative)
 
-    from microkws.models import with_softmax
-
-    probabilities = with_softmax(model)
     log.info("converting to %s TFLite", inference_type)
     int8_bytes = to_int8_tflite(probabilities, representative=representative, input_quantization=quantization,
                                 inference_type=inference_type)
@@ -92,28 +86,17 @@ def export_run(run_dir, *, inference_type="int8", mean_values=None, std_values=N
         FLOAT_TFLITE_FILE: write_bytes(os.path.join(run_dir, FLOAT_TFLITE_FILE), float_bytes),
     }
     comment = (f"{TFLITE_FILE} of {os.path.abspath(run_dir)}: {inference_type}, {len(int8_bytes)} bytes; "
-               f"labels {', '.join(labels)}")
+               f"labels {', '.join(config.labels)}")
     files[SOURCE_FILE], files[HEADER_FILE] = write_c_source(int8_bytes, run_dir, c_name=c_name, comment=comment)
-    files[SAVED_MODEL_DIR] = _save_audio_model(run_dir, probabilities, feature_config, labels)
-
-    report = None
-    if verify:
-        from microkws.device import REPORT_FILE
-        from microkws.device import verify as verify_model
-
-        report = verify_model(files[TFLITE_FILE], train_dir=run_dir, progress=progress)
-        files[REPORT_FILE] = report["report_path"]
-    return {"files": files, "report": report}
+    files[SAVED_MODEL_DIR] = _save_audio_model(run_dir, probabilities, config.features, config.labels)
+    return {"files": files}
 
 
 def export_saved_model(run_dir):
     """Write only saved_model/ (audio in, probabilities out): what `microkws freeze` does. Returns its path."""
-    from microkws.models import with_softmax
-    from microkws.train.loop import load_run_config
-
-    _, feature_config, _, _, labels = load_run_config(run_dir)
-    model = _load_run_model(run_dir, feature_config)
-    return _save_audio_model(run_dir, with_softmax(model), feature_config, labels)
+    config = read_run_config(run_dir)
+    model = _load_run_model(run_dir, config.features)
+    return _save_audio_model(run_dir, with_softmax(model), config.features, config.labels)
 
 
 def _save_audio_model(run_dir, probabilities, feature_config, labels):
@@ -123,18 +106,9 @@ def _save_audio_model(run_dir, probabilities, feature_config, labels):
 
 
 def _load_run_model(run_dir, feature_config):
-    from microkws.device import load_keras_model
-    from microkws.train.loop import MODEL_FILE
-
-    path = os.path.join(run_dir, MODEL_FILE)
-    if not os.path.isfile(path):
-        raise UserError(f"{run_dir}: no {MODEL_FILE}, so no trained model to export; finish training first "
-                        f"(re-run `microkws train --train_dir {run_dir}` to resume)")
+    path = trained_model_path(run_dir)
     model = load_keras_model(path)
-    size = model.inputs[0].shape[-1]
-    if size != feature_config.fingerprint_size:
-        raise UserError(f"{path}: the model takes {size} values but the run's features give "
-                        f"{feature_config.fingerprint_size}")
+    feature_config.check_model_input(model.inputs[0].shape[-1], source=path, hint="the run's features differ")
     return model
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from microkws.errors import UserError
-from microkws.features.micro import INT8_INPUT_SCALE
+from microkws.features.micro import INT8_INPUT_SCALE, snap_to_device_grid, to_int8, to_training_scale, to_uint8
 
 DEVICE_SCALE = INT8_INPUT_SCALE
 """0.10162353515625: one step of the device's int8 feature, in training-scale units."""
@@ -129,3 +129,32 @@ def check_coverage(quantization, features, *, tolerance=0.01):
             f"{100 * outside:.1f}% of the training features ({values.min():.4g}..{values.max():.4g}) fall "
             "outside it; check --mean_values/--std_values (toco's uint8 mean 0 is int8 mean -128)"
         )
+
+
+def encode_frontend(frames, dtype, *, device_grid=False):
+    """Model inputs [n, frames * bins] from micro frontend output, uint16 [n, frames, bins].
+
+    int8 models get the device's mapping (`to_int8`), uint8 models the same plus 128 (the older
+    firmware), float models the training scale (on the device's grid when `device_grid`: a
+    quantisation-aware run trained on it).
+    """
+    frames = np.asarray(frames)
+    n = len(frames)
+    if dtype == "int8":
+        return to_int8(frames).reshape(n, -1)
+    if dtype == "uint8":
+        return to_uint8(frames).reshape(n, -1)
+    return encode_features(to_training_scale(frames), dtype, device_grid=device_grid)
+
+
+def encode_features(features, dtype, *, scale=None, zero_point=None, device_grid=False):
+    """Model inputs [n, size] from training-scale float features [n, ...] (any preprocess mode).
+
+    Integer models quantise them with the input's own scale and zero point, as tf.lite does (for
+    micro features prefer `encode_frontend`, which is what the device computes); float models take
+    them as they are, on the device's grid when `device_grid`.
+    """
+    features = np.asarray(features, dtype=np.float32).reshape(len(features), -1)
+    if dtype in INFERENCE_TYPES:
+        return InputQuantization(scale=scale, zero_point=zero_point, inference_type=dtype).quantize(features)
+    return snap_to_device_grid(features) if device_grid else features

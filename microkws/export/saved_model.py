@@ -26,12 +26,12 @@ import os
 import shutil
 import tempfile
 
+from microkws._quiet import quiet
 from microkws.errors import UserError
 from microkws.files import replace_directory, write_text
-from microkws._quiet import quiet
+from microkws.train.rundir import LABELS_FILE
 
 SAVED_MODEL_DIR = "saved_model"
-LABELS_FILE = "labels.txt"
 
 
 def save_audio_model(model, *, feature_config, labels, path):

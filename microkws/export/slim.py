@@ -30,7 +30,8 @@ here with that alignment.
 import flatbuffers
 import numpy as np
 
-TFLITE_IDENTIFIER = b"TFL3"
+from microkws.export.tflite_model import TFLITE_IDENTIFIER
+
 BUFFER_ALIGNMENT = 16
 
 

@@ -3,7 +3,7 @@
 import math
 from dataclasses import asdict, dataclass
 
-from microkws._config import reject_unknown_keys
+from microkws._config import settings_from_dict
 from microkws.errors import UserError
 
 PREPROCESS_MODES = ("micro", "mfcc", "average")
@@ -125,6 +125,14 @@ class FeatureConfig:
         """Values per clip: 1960 for the defaults."""
         return self.spectrogram_length * self.fingerprint_width
 
+    def check_model_input(self, size, *, source,
+                          hint="pass the run directory or matching feature flags (--preprocess, --window_stride_ms, ...)"):
+        """A UserError naming `source` unless a model whose input holds `size` values fits these features."""
+        if size != self.fingerprint_size:
+            frames, bins = self.shape
+            raise UserError(f"{source}: the model's input holds {size} values but the feature settings give "
+                            f"{frames} frames x {bins} bins = {self.fingerprint_size}; {hint}")
+
     def frontend_options(self):
         """The micro frontend's options as keyword arguments (TensorFlow's op and ours share the names)."""
         return {name: getattr(self, name) for name in MICRO_FRONTEND_OPTIONS}
@@ -135,8 +143,7 @@ class FeatureConfig:
     @classmethod
     def from_dict(cls, data, source="config"):
         """Build from a dict, rejecting unknown keys (naming `source`)."""
-        reject_unknown_keys(cls, data, source=source, kind="feature")
-        return cls(**data)
+        return settings_from_dict(cls, data, source=source, kind="feature")
 
 
 def _next_power_of_two(x):

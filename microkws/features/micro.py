@@ -122,6 +122,13 @@ def to_training_scale(features):
     return np.asarray(features).astype(np.float32) * np.float32(TRAINING_SCALE)
 
 
+def snap_to_device_grid(features):
+    """Training-scale micro features as the device's int8 input dequantises them: the grid of
+    step INT8_INPUT_SCALE over [0, 255 steps]. Quantisation-aware runs train and validate on these."""
+    levels = np.clip(np.floor(np.asarray(features, dtype=np.float32) / INT8_INPUT_SCALE + 0.5), 0, 255)
+    return (levels * INT8_INPUT_SCALE).astype(np.float32)
+
+
 @lru_cache(maxsize=16)
 def _plan(config):
     """The C tables of a configuration, built once."""

@@ -22,9 +22,8 @@ import math
 import os
 from dataclasses import asdict, dataclass, fields
 
-from microkws.dataset import SILENCE_LABEL
+from microkws.dataset.labels import SILENCE_LABEL, keyword_indices, label_role
 from microkws.errors import UserError
-from microkws.evaluate import keyword_indices, label_role
 from microkws.streaming.recognize import DEVICE_THRESHOLD
 
 DET_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20)) + (0.98, 0.99)

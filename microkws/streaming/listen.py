@@ -41,7 +41,7 @@ class Heard:
 def listen(model, source, *, recognizer, clip_stride_ms=20, on_heard=print):
     """Run `model` (a KeywordModel) on the chunks of `source` and call `on_heard(Heard)` for each keyword
     command (silence and unknown are not reported). Returns the list of Heard events."""
-    from microkws.evaluate import keyword_indices
+    from microkws.dataset.labels import keyword_indices
     from microkws.streaming.stream import StreamingRecognizer
 
     keywords = {model.labels[i] for i in keyword_indices(model.labels)}

@@ -34,8 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from microkws.dataset import SILENCE_LABEL
-from microkws.evaluate import label_role
+from microkws.dataset.labels import SILENCE_LABEL, label_role
 
 DEVICE_THRESHOLD = 200 / 256
 """The device's default threshold 200 as a probability (0.78125): int8 softmax outputs step by 1/256."""

@@ -14,9 +14,9 @@ import numpy as np
 
 from microkws.audio import to_int16
 from microkws.dataset.augment import augment
-from microkws.dataset.index import SILENCE_LABEL, UNKNOWN_LABEL
+from microkws.dataset.labels import SILENCE_LABEL, UNKNOWN_LABEL
 from microkws.features import compute_features
-from microkws.train.quantize import snap_to_device_grid
+from microkws.features.micro import snap_to_device_grid
 
 
 class TrainingBatches:

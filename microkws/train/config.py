@@ -2,7 +2,7 @@
 
 from dataclasses import asdict, dataclass
 
-from microkws._config import reject_unknown_keys
+from microkws._config import finite_number, settings_from_dict, whole_number
 from microkws.errors import UserError
 
 OPTIMIZERS = ("gradient_descent", "momentum", "adam")
@@ -14,9 +14,9 @@ class TrainConfig:
 
     model_architecture: str = "tiny_conv"
     """A name in microkws.models.MODELS."""
-    how_many_training_steps: tuple = (15000, 3000)
+    how_many_training_steps: tuple[int, ...] = (15000, 3000)
     """Steps of each learning-rate phase."""
-    learning_rate: tuple = (0.001, 0.0001)
+    learning_rate: tuple[float, ...] = (0.001, 0.0001)
     """Learning rate of each phase; as many as how_many_training_steps."""
     batch_size: int = 100
     eval_step_interval: int = 400
@@ -38,8 +38,9 @@ class TrainConfig:
     """Seeds weights, batches, augmentation and dropout: a run is reproducible."""
 
     def __post_init__(self):
-        object.__setattr__(self, "how_many_training_steps", tuple(int(s) for s in self.how_many_training_steps))
-        object.__setattr__(self, "learning_rate", tuple(float(r) for r in self.learning_rate))
+        object.__setattr__(self, "how_many_training_steps",
+                           tuple(whole_number(s, "how_many_training_steps") for s in self.how_many_training_steps))
+        object.__setattr__(self, "learning_rate", tuple(finite_number(r, "learning_rate") for r in self.learning_rate))
         if len(self.how_many_training_steps) != len(self.learning_rate):
             raise UserError(
                 f"how_many_training_steps has {len(self.how_many_training_steps)} entries but learning_rate has "
@@ -50,8 +51,12 @@ class TrainConfig:
         if any(r <= 0 for r in self.learning_rate):
             raise UserError("learning_rate values must be positive")
         for name in ("batch_size", "eval_step_interval", "save_step_interval"):
-            if int(getattr(self, name)) <= 0:
+            if whole_number(getattr(self, name), name) <= 0:
                 raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if whole_number(self.seed, "seed") < 0:
+            raise UserError(f"seed must be 0 or more, got {self.seed}")
+        if self.dropout_rate is not None and not 0 <= finite_number(self.dropout_rate, "dropout_rate") < 1:
+            raise UserError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         from microkws.models import MODELS
@@ -82,5 +87,4 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data, source="config"):
-        reject_unknown_keys(cls, data, source=source, kind="training")
-        return cls(**data)
+        return settings_from_dict(cls, data, source=source, kind="training")

@@ -1,20 +1,13 @@
 """The training loop: the original train.py's schedule, resumable, keeping the best model.
 
-A run directory holds everything about one run:
-
-    config.json        every setting (data, features, augmentation, training, labels)
-    labels.txt         one label per line, in output order (the original's format)
-    checkpoints/       ckpt-NNNNNN.npz, the newest few; re-running resumes from the latest
-    best.npz           weights with the best validation accuracy so far, over every validation clip:
-                       the wanted words, silence, and every clip of the other words as unknown
-    model.keras        the best model, float, logits out
-    metrics.json       test accuracy and confusion matrix of the best model
-    logs/              TensorBoard scalars (or --summaries_dir)
+`train(run_dir, ...)` writes the training half of a run directory (see microkws.train.rundir):
+settings, checkpoints, the best weights, model.keras and metrics.json. It does not export:
+microkws.pipeline chains train -> export -> verify. Cross-cutting work sits beside the loop, not in
+it: `_Validation` scores and keeps the best checkpoint, `_Checkpoints` saves and prunes,
+`_Summaries` writes TensorBoard scalars, and a diverged loss always stops the run.
 """
 
 import contextlib
-import dataclasses
-import json
 import logging
 import math
 import os
@@ -22,28 +15,21 @@ import time
 
 import numpy as np
 
-from microkws.dataset import (
-    UNKNOWN_LABEL,
-    AugmentConfig,
-    DataConfig,
-    index_dataset,
-    load_backgrounds,
-    load_clips,
-    load_partition,
-)
+from microkws._tensorflow import keras, tf
 from microkws.errors import UserError
-from microkws.evaluate import (
+from microkws.metrics import (
     accuracy,
     balanced_accuracy,
     confusion_matrix,
     format_confusion,
     format_keyword_recall,
     keyword_recall,
+    softmax,
     unknown_false_accepts,
 )
-from microkws.features import FeatureConfig, compute_features
-from microkws.files import write_json, write_text
-from microkws.train.batches import TrainingBatches
+from microkws.models import build_model
+from microkws.models.keras_model import model_outputs, save_keras_model
+from microkws.train import rundir
 from microkws.train.checkpoint import (
     checkpoint_path,
     latest_checkpoint,
@@ -51,187 +37,153 @@ from microkws.train.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from microkws.train.config import TrainConfig
-from microkws.train.quantize import make_qat_train_step, snap_to_device_grid
+from microkws.train.data import load_training_data
+from microkws.train.steps import make_optimizer, make_train_step
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
-LABELS_FILE = "labels.txt"
-BEST_FILE = "best.npz"
-MODEL_FILE = "model.keras"
-METRICS_FILE = "metrics.json"
-
-
-def run_config(data_config, feature_config, augment_config, train_config):
-    """The run's complete settings as a JSON-able dict (what config.json holds)."""
-    data = data_config.to_dict()
-    data["data_dir"] = os.path.abspath(data["data_dir"])
-    return {
-        "labels": list(data_config.labels),
-        "data": data,
-        "features": feature_config.to_dict(),
-        "augment": augment_config.to_dict(),
-        "train": train_config.to_dict(),
-    }
-
-
-def load_run_config(run_dir):
-    """(DataConfig, FeatureConfig, AugmentConfig, TrainConfig, labels) of a run directory."""
-    path = os.path.join(run_dir, CONFIG_FILE)
-    try:
-        with open(path, encoding="utf-8") as file:
-            config = json.load(file)
-    except FileNotFoundError:
-        raise UserError(f"{run_dir}: no {CONFIG_FILE}; is it a microkws run directory (--train_dir)?") from None
-    except (OSError, ValueError) as error:
-        raise UserError(f"{path}: cannot read ({error})") from None
-    return (
-        DataConfig.from_dict(config["data"], source=path),
-        FeatureConfig.from_dict(config["features"], source=path),
-        AugmentConfig(**config["augment"]),
-        TrainConfig.from_dict(config["train"], source=path),
-        tuple(config["labels"]),
-    )
-
 
 def train(run_dir, *, data_config, feature_config=None, augment_config=None, train_config=None,
-          start_checkpoint=None, summaries_dir=None, export=True, progress=True):
+          start_checkpoint=None, summaries_dir=None, progress=True):
     """Train a model into `run_dir`; resumes if `run_dir` holds checkpoints of the same settings.
 
-    Configs left as None take their defaults (the micro_speech recipe's features,
-    the original's augmentation and schedule). Returns the final metrics dict
-    (also written to metrics.json). With `export`, the best model is then
-    exported for the device and verified on TFLM's kernels
-    (`microkws.export.export_run`), and metrics["export"] holds its files and device report.
+    Configs left as None take their defaults (the micro_speech recipe's features, the original's
+    augmentation and schedule). Returns the final metrics dict (also written to metrics.json).
     """
-    from microkws._tensorflow import keras, tf
-
-    from microkws.models import build_model
-
-    feature_config = feature_config or FeatureConfig()
-    augment_config = augment_config or AugmentConfig()
-    train_config = train_config or TrainConfig()
-    settings = run_config(data_config, feature_config, augment_config, train_config)
-    _check_run_dir(run_dir, settings)
-    labels = list(data_config.labels)
-    checkpoints_dir = os.path.join(run_dir, "checkpoints")
-    data = _load_data(data_config, feature_config, augment_config, train_config, progress=progress)
+    config = rundir.RunConfig(data=data_config, **{name: value for name, value in (
+        ("features", feature_config), ("augment", augment_config), ("train", train_config)) if value is not None})
+    rundir.check_run_dir(run_dir, config)
+    data = load_training_data(config, progress=progress)
     # Written once the data is known to be usable, so a run that failed on bad
     # data does not pin its settings to the run directory.
-    _write_settings(run_dir, settings)
+    rundir.write_run_config(run_dir, config)
+    checkpoints_dir = os.path.join(run_dir, rundir.CHECKPOINTS_DIR)
     os.makedirs(checkpoints_dir, exist_ok=True)
-    keras.utils.set_random_seed(train_config.seed)
-    model = build_model(
-        train_config.model_architecture,
-        input_shape=feature_config.shape,
-        label_count=len(labels),
-        dropout_rate=train_config.dropout_rate,
-    )
-    optimizer = make_optimizer(train_config)
+    settings = config.train
+    keras.utils.set_random_seed(settings.seed)
+    model = build_model(settings.model_architecture, input_shape=config.features.shape,
+                        label_count=len(config.labels), dropout_rate=settings.dropout_rate)
+    optimizer = make_optimizer(settings)
     optimizer.build(model.trainable_variables)
-    expect = {
-        "architecture": train_config.model_architecture,
-        "labels": labels,
-        "input_shape": list(feature_config.shape),
-    }
+    identity = {"architecture": settings.model_architecture, "labels": list(config.labels),
+                "input_shape": list(config.features.shape)}
     state = {"step": 0, "best_accuracy": -1.0, "best_step": 0}
     resume_from = latest_checkpoint(checkpoints_dir) or start_checkpoint
     if resume_from:
-        meta = load_checkpoint(resume_from, model=model, optimizer=optimizer, expect=expect)
+        meta = load_checkpoint(resume_from, model=model, optimizer=optimizer, expect=identity)
         if resume_from != start_checkpoint:
             state.update({k: meta[k] for k in state})
         log.info("resuming from %s at step %d", resume_from, state["step"])
 
-    train_step = (make_qat_train_step if train_config.quantize else make_train_step)(model, optimizer)
-    writers = _summary_writers(summaries_dir or os.path.join(run_dir, "logs"))
-    total = train_config.total_steps
-    batches = data["training"].iterate(state["step"], total)
-
-    def save(step):
-        meta = {**expect, **state, "step": step}
-        save_checkpoint(checkpoint_path(checkpoints_dir, step), model=model, optimizer=optimizer, meta=meta)
-        prune_checkpoints(checkpoints_dir)
-
-    with _progress_bar(total, state["step"], progress) as bar:
-        started, first_step = time.monotonic(), state["step"]
-        for step in range(state["step"], total):
-            features, batch_labels = next(batches)
-            rate = train_config.learning_rate_at(step)
-            loss, batch_accuracy = train_step(features, batch_labels, np.float32(rate))
-            loss = float(loss)
-            if train_config.check_nans and not math.isfinite(loss):
-                raise UserError(f"the loss became {loss} at step {step + 1}; try a lower --learning_rate")
-            done = step + 1
-            with writers["train"].as_default(step=done):
-                tf.summary.scalar("cross_entropy", loss)
-                tf.summary.scalar("accuracy", float(batch_accuracy))
-                tf.summary.scalar("learning_rate", rate)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{float(batch_accuracy):.2f}",
-                            best_val=f"{max(state['best_accuracy'], 0):.3f}", refresh=False)
-            if done % train_config.eval_step_interval == 0 or done == total:
-                confusion = _confusion(model, data["validation"], len(labels))
-                value = accuracy(confusion)
-                with writers["validation"].as_default(step=done):
-                    tf.summary.scalar("accuracy", value)
-                    tf.summary.scalar("balanced_accuracy", balanced_accuracy(confusion))
-                # Ties go to the later, longer-trained checkpoint.
-                improved = value >= state["best_accuracy"]
-                if improved:
-                    state.update(best_accuracy=value, best_step=done)
-                    save_checkpoint(os.path.join(run_dir, BEST_FILE), model=model,
-                                    meta={**expect, "step": done, "accuracy": value})
-                log.info("step %d: validation accuracy %.1f%%, balanced %.1f%% (N=%d)%s", done,
-                         100 * value, 100 * balanced_accuracy(confusion), int(confusion.sum()),
-                         " best so far" if improved else "")
-                log.info("validation confusion matrix:\n%s", format_confusion(confusion, labels))
-            if done % train_config.save_step_interval == 0 or done == total:
-                save(done)
-        elapsed = time.monotonic() - started
-    for writer in writers.values():
-        writer.flush()
-    steps_run = total - first_step
+    first_step = state["step"]
+    validation = _Validation(run_dir, model, data["validation"], config.labels, identity, state)
+    checkpoints = _Checkpoints(checkpoints_dir, model, optimizer, identity, state)
+    summaries = _Summaries(summaries_dir or os.path.join(run_dir, rundir.LOGS_DIR))
+    elapsed = _run_steps(model, optimizer, data["training"], settings, state, progress=progress,
+                         on_step=summaries.train, every=[(settings.eval_step_interval, validation),
+                                                         (settings.save_step_interval, checkpoints)],
+                         on_validation=summaries.validation)
+    summaries.flush()
+    steps_run = settings.total_steps - first_step
     if steps_run:
         log.info("trained %d steps in %.1f s (%.1f steps/s)", steps_run, elapsed, steps_run / max(elapsed, 1e-9))
-    metrics = finish(run_dir, model=model, data=data, labels=labels, state=state)
-    metrics = {**metrics, "steps_run": steps_run, "train_seconds": elapsed}
-    if export:
-        from microkws.export import export_run
-
-        metrics["export"] = export_run(run_dir, progress=progress)
-    return metrics
+    metrics = finish(run_dir, model=model, data=data, labels=list(config.labels), state=state)
+    return {**metrics, "steps_run": steps_run, "train_seconds": elapsed}
 
 
-def make_train_step(model, optimizer):
-    """A compiled step: (features, labels, learning rate) -> (loss, batch accuracy), updating the model."""
-    from microkws._tensorflow import keras, tf
+def _run_steps(model, optimizer, batches, settings, state, *, progress, on_step, every, on_validation):
+    """Steps state["step"]..total; after each, the callbacks of `every` ((interval, callback) pairs, in
+    order) whose interval divides it, and all of them after the last step. Returns the seconds taken."""
+    train_step = make_train_step(model, optimizer, quantize=settings.quantize)
+    total = settings.total_steps
+    stream = batches.iterate(state["step"], total)
+    with _progress_bar(total, state["step"], progress) as bar:
+        started = time.monotonic()
+        for step in range(state["step"], total):
+            features, labels = next(stream)
+            rate = settings.learning_rate_at(step)
+            loss, batch_accuracy = (float(v) for v in train_step(features, labels, np.float32(rate)))
+            if not math.isfinite(loss):  # a diverged run must never reach export
+                raise UserError(f"the loss became {loss} at step {step + 1}; try a lower --learning_rate")
+            done = step + 1
+            on_step(done, loss=loss, accuracy=batch_accuracy, learning_rate=rate)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{batch_accuracy:.2f}",
+                            best_val=f"{max(state['best_accuracy'], 0):.3f}", refresh=False)
+            for interval, callback in every:
+                if done % interval == 0 or done == total:
+                    scores = callback(done)
+                    if scores:
+                        on_validation(done, **scores)
+        return time.monotonic() - started
 
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-    # No jit_compile: XLA made these small models many times slower on CPUs.
-    @tf.function
-    def train_step(features, labels, learning_rate):
-        optimizer.learning_rate.assign(learning_rate)
-        with tf.GradientTape() as tape:
-            logits = model(features, training=True)
-            loss = loss_fn(labels, logits)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        correct = tf.equal(tf.argmax(logits, axis=-1), labels)
-        return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
+class _Validation:
+    """Scores the model on every validation clip and keeps the best weights in best.npz."""
 
-    return train_step
+    def __init__(self, run_dir, model, partition, labels, identity, state):
+        self.path = os.path.join(run_dir, rundir.BEST_FILE)
+        self.model, self.partition, self.labels = model, partition, list(labels)
+        self.identity, self.state = identity, state
+
+    def __call__(self, step):
+        confusion = _confusion(self.model, self.partition, len(self.labels))
+        value = accuracy(confusion)
+        # Ties go to the later, longer-trained checkpoint.
+        improved = value >= self.state["best_accuracy"]
+        if improved:
+            self.state.update(best_accuracy=value, best_step=step)
+            save_checkpoint(self.path, model=self.model, meta={**self.identity, "step": step, "accuracy": value})
+        log.info("step %d: validation accuracy %.1f%%, balanced %.1f%% (N=%d)%s", step, 100 * value,
+                 100 * balanced_accuracy(confusion), int(confusion.sum()), " best so far" if improved else "")
+        log.info("validation confusion matrix:\n%s", format_confusion(confusion, self.labels))
+        return {"accuracy": value, "balanced_accuracy": balanced_accuracy(confusion)}
+
+
+class _Checkpoints:
+    """Saves the model, optimizer and loop state, keeping the newest few checkpoints."""
+
+    def __init__(self, directory, model, optimizer, identity, state):
+        self.directory, self.model, self.optimizer = directory, model, optimizer
+        self.identity, self.state = identity, state
+
+    def __call__(self, step):
+        meta = {**self.identity, **self.state, "step": step}
+        save_checkpoint(checkpoint_path(self.directory, step), model=self.model, optimizer=self.optimizer, meta=meta)
+        prune_checkpoints(self.directory)
+
+
+class _Summaries:
+    """TensorBoard scalars: train/ every step, validation/ at each validation."""
+
+    def __init__(self, directory):
+        self.writers = {name: tf.summary.create_file_writer(os.path.join(directory, name))
+                        for name in ("train", "validation")}
+
+    def train(self, step, *, loss, accuracy, learning_rate):
+        with self.writers["train"].as_default(step=step):
+            tf.summary.scalar("cross_entropy", loss)
+            tf.summary.scalar("accuracy", accuracy)
+            tf.summary.scalar("learning_rate", learning_rate)
+
+    def validation(self, step, **scores):
+        with self.writers["validation"].as_default(step=step):
+            for name, value in scores.items():
+                tf.summary.scalar(name, value)
+
+    def flush(self):
+        for writer in self.writers.values():
+            writer.flush()
 
 
 def finish(run_dir, *, model, data, labels, state):
     """Load the best weights, score them on the test partition, and save the model and metrics."""
-    best = os.path.join(run_dir, BEST_FILE)
+    best = os.path.join(run_dir, rundir.BEST_FILE)
     if os.path.exists(best):
         load_checkpoint(best, model=model)
     confusion = _confusion(model, data["testing"], len(labels))
-    wide_logits = _logits(model, data["testing_every_unknown"][0])
-    wide_truth = data["testing_every_unknown"][1]
+    wide_features, wide_truth = data["testing_every_unknown"]
+    wide_logits = None if wide_features is None else model_outputs(model, wide_features)
     wide = _confusion(model, data["testing_every_unknown"], len(labels), logits=wide_logits)
     metrics = {
         "labels": labels,
@@ -245,13 +197,18 @@ def finish(run_dir, *, model, data, labels, state):
             "balanced_accuracy": balanced_accuracy(wide),
             "confusion": wide.tolist(),
             "unknown_false_accepts": unknown_false_accepts(wide, labels),
-            "keyword_recall": [] if wide_logits is None else keyword_recall(_softmax(wide_logits), wide_truth, labels),
+            "keyword_recall": [] if wide_logits is None else keyword_recall(softmax(wide_logits), wide_truth, labels),
         },
     }
-    _save_model(os.path.join(run_dir, MODEL_FILE), model)
-    write_json(os.path.join(run_dir, METRICS_FILE), metrics)
+    save_keras_model(os.path.join(run_dir, rundir.MODEL_FILE), model)
+    rundir.write_metrics(run_dir, metrics)
+    _log_metrics(metrics, confusion, labels)
+    return metrics
+
+
+def _log_metrics(metrics, confusion, labels):
     log.info("final test accuracy %.1f%% (N=%d), best validation step %d", 100 * metrics["test_accuracy"],
-             metrics["test_examples"], state["best_step"])
+             metrics["test_examples"], metrics["best_step"])
     log.info("test confusion matrix:\n%s", format_confusion(confusion, labels))
     accepts = metrics["test_every_unknown"]["unknown_false_accepts"]
     if accepts["unknown_clips"]:
@@ -260,77 +217,6 @@ def finish(run_dir, *, model, data, labels, state):
     recall = metrics["test_every_unknown"]["keyword_recall"]
     if recall:
         log.info("%s", format_keyword_recall(recall))
-    return metrics
-
-
-def _load_data(data_config, feature_config, augment_config, train_config, *, progress):
-    index = index_dataset(data_config)
-    backgrounds = load_backgrounds(
-        index.background_paths, sample_rate=feature_config.sample_rate, min_length=feature_config.desired_samples
-    )
-    device_grid = train_config.quantize and feature_config.preprocess == "micro"
-
-    def features_of(partition, *, every_unknown):
-        clips, labels = load_partition(
-            _with_every_unknown(index, partition) if every_unknown else index, partition, feature_config,
-            backgrounds=backgrounds, seed=train_config.seed, progress=progress,
-        )
-        if not len(clips):
-            return None, labels
-        features = compute_features(clips, feature_config).reshape(len(clips), -1)
-        return (snap_to_device_grid(features) if device_grid else features), labels
-
-    # Validation and the wide test set hold every unknown clip of their speakers, not the
-    # original's small draw: choosing the best checkpoint on a handful of unknown clips
-    # picked early models that took 40 % of other words for keywords.
-    partitions = {
-        "validation": features_of("validation", every_unknown=True),
-        "testing": features_of("testing", every_unknown=False),
-        "testing_every_unknown": features_of("testing", every_unknown=True),
-    }
-    clips, labels = load_partition(index, "training", feature_config, backgrounds=backgrounds, progress=progress)
-    if not len(clips):
-        raise UserError(f"{data_config.data_dir}: the training partition is empty")
-    unknown_clips = None
-    if train_config.fresh_unknowns and index.unknown_pool["training"]:
-        unknown_clips = load_clips(
-            [e.path for e in index.unknown_pool["training"]],
-            sample_rate=feature_config.sample_rate,
-            length=feature_config.desired_samples,
-            progress=progress,
-            description="loading unknown words",
-        )
-    partitions["training"] = TrainingBatches(
-        clips,
-        labels,
-        label_names=list(data_config.labels),
-        unknown_clips=unknown_clips,
-        backgrounds=backgrounds,
-        feature_config=feature_config,
-        augment_config=augment_config,
-        batch_size=train_config.batch_size,
-        seed=train_config.seed,
-        device_grid=device_grid,
-    )
-    return partitions
-
-
-def _with_every_unknown(index, partition):
-    """`index` with `partition`'s unknown examples replaced by every unknown clip of its speakers."""
-    examples = [e for e in index.partitions[partition] if e.label != UNKNOWN_LABEL] + index.unknown_pool[partition]
-    return dataclasses.replace(index, partitions={**index.partitions, partition: examples})
-
-
-def _logits(model, features):
-    if features is None:
-        return None
-    return np.concatenate([np.asarray(model(features[i:i + 1000], training=False))
-                           for i in range(0, len(features), 1000)])
-
-
-def _softmax(logits):
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def _confusion(model, partition, label_count, *, logits=None):
@@ -338,76 +224,8 @@ def _confusion(model, partition, label_count, *, logits=None):
     if features is None:
         return np.zeros((label_count, label_count), dtype=np.int64)
     if logits is None:
-        logits = _logits(model, features)
+        logits = model_outputs(model, features)
     return confusion_matrix(labels, np.argmax(logits, axis=-1), label_count)
-
-
-def make_optimizer(config):
-    """The Keras optimizer a TrainConfig names, at its first learning rate."""
-    from microkws._tensorflow import keras
-
-    rate = config.learning_rate[0]
-    if config.optimizer == "momentum":
-        return keras.optimizers.SGD(learning_rate=rate, momentum=0.9, nesterov=True)
-    if config.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=rate)
-    return keras.optimizers.SGD(learning_rate=rate)
-
-
-def _check_run_dir(run_dir, settings):
-    """Fail early if the run directory is not writable or holds a run with other settings."""
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-        probe = os.path.join(run_dir, ".write-test")
-        with open(probe, "w") as file:
-            file.write("ok")
-        os.remove(probe)
-    except OSError as error:
-        raise UserError(f"{run_dir}: cannot write to the train_dir ({error.strerror or error})") from None
-    path = os.path.join(run_dir, CONFIG_FILE)
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as file:
-            existing = json.load(file)
-        if existing != json.loads(json.dumps(settings)):
-            changed = sorted(
-                f"{section}.{key}"
-                for section in settings
-                for key in (settings[section] if isinstance(settings[section], dict) else [None])
-                if _get(existing, section, key) != _get(json.loads(json.dumps(settings)), section, key)
-            )
-            raise UserError(
-                f"{run_dir} holds a run with other settings ({', '.join(changed)}); "
-                "re-run with the same flags to resume, or pass a new --train_dir"
-            )
-
-
-def _write_settings(run_dir, settings):
-    if not os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
-        write_json(os.path.join(run_dir, CONFIG_FILE), settings)
-        write_text(os.path.join(run_dir, LABELS_FILE), "\n".join(settings["labels"]) + "\n")
-
-
-def _get(config, section, key):
-    value = config.get(section)
-    return value.get(key) if key is not None and isinstance(value, dict) else value
-
-
-def _save_model(path, model):
-    temporary = path + ".tmp.keras"
-    try:
-        model.save(temporary)
-        os.replace(temporary, path)
-    except OSError as error:
-        raise UserError(f"{path}: cannot save the model ({error.strerror or error})") from None
-
-
-def _summary_writers(directory):
-    from microkws._tensorflow import tf
-
-    return {
-        name: tf.summary.create_file_writer(os.path.join(directory, name))
-        for name in ("train", "validation")
-    }
 
 
 @contextlib.contextmanager

@@ -1,0 +1,135 @@
+"""TensorFlow Lite Micro's own interpreter and kernels (the `tflite-micro` package), as the device runs them.
+
+`TflmModel` runs a one-input, one-output model row by row; `smallest_arena` finds the smallest tensor
+arena it loads and runs with. The Python runtime can crash, not raise, when an arena is too small for
+its own bookkeeping, so each size is tried in a worker process.
+"""
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from microkws._quiet import native_stderr
+from microkws.errors import UserError
+
+GENEROUS_ARENA = 16 * 1024 * 1024
+"""Arena for the first load: big enough for any keyword model, so a failure is not about memory."""
+MAX_ARENA = 64 * 1024 * 1024
+"""The largest arena `smallest_arena` tries."""
+
+
+class TflmModel:
+    """A one-input, one-output model in the tflite-micro runtime (TFLM's C++ interpreter and kernels)."""
+
+    def __init__(self, model_bytes, *, arena_size, source="model"):
+        from tflite_micro.python.tflite_micro import runtime
+
+        with native_stderr() as messages:
+            try:
+                self._interpreter = runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=int(arena_size))
+            except RuntimeError as error:
+                detail = "; ".join(line for line in messages() if line) or str(error)
+                raise UserError(f"{source}: TFLite Micro cannot run this model ({detail})") from None
+        self.arena_size = int(arena_size)
+        self._input = self._interpreter.get_input_details(0)
+        self._output = self._interpreter.get_output_details(0)
+        self.input_size = int(np.prod(self._input["shape"]))
+        self.input_dtype = np.dtype(self._input["dtype"])
+
+    def run(self, inputs):
+        """Outputs [n, outputs] for integer inputs [n, input values], one invoke each."""
+        shape, dtype = self._input["shape"], self._input["dtype"]
+        outputs = []
+        for row in np.asarray(inputs):
+            self._interpreter.set_input(row.reshape(shape).astype(dtype), 0)
+            self._interpreter.invoke()
+            outputs.append(np.asarray(self._interpreter.get_output(0)).reshape(-1).copy())
+        return np.stack(outputs) if outputs else np.zeros((0, int(np.prod(self._output["shape"]))))
+
+
+def smallest_arena(model_bytes, *, limit=MAX_ARENA):
+    """The smallest arena_size (bytes) with which TFLM loads and invokes the model.
+
+    Each size is tried in a worker process: the Python runtime can crash,
+    not raise, when the arena is too small for its own bookkeeping, and the
+    worker is restarted when it does.
+    """
+    with _ArenaProbe(model_bytes) as probe:
+        high = 4096
+        while not probe.works(high):
+            if high >= limit:
+                raise UserError(f"TFLite Micro cannot run the model with any arena up to {limit} bytes")
+            high *= 2
+        low = 0  # invariant: `low` fails, `high` works
+        while high - low > 1:
+            middle = (low + high) // 2
+            if probe.works(middle):
+                high = middle
+            else:
+                low = middle
+    return high
+
+
+class _ArenaProbe:
+    """A worker process that answers "does arena size N work?" for one model.
+
+    The model travels over the worker's stdin (one line of hex before the sizes), so nothing is left
+    on disk when either side is killed.
+    """
+
+    def __init__(self, model_bytes):
+        self._model_bytes = bytes(model_bytes)
+        self._process = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._stop()
+
+    def works(self, size):
+        if self._process is None:
+            self._start()
+        try:
+            self._process.stdin.write(f"{int(size)}\n")
+            self._process.stdin.flush()
+            answer = self._process.stdout.readline().strip()
+        except OSError:  # the worker died before it read the size
+            answer = ""
+        if not answer:  # the runtime crashed on this size: it does not work
+            self._stop()
+            return False
+        return answer == "ok"
+
+    def _start(self):
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", "from microkws.device.tflm import _arena_worker; _arena_worker()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        )
+        self._process.stdin.write(self._model_bytes.hex() + "\n")
+
+    def _stop(self):
+        if self._process is not None:
+            with contextlib.suppress(OSError):
+                self._process.stdin.close()
+            self._process.wait()
+            self._process = None
+
+
+def _arena_worker():
+    """Worker of `_ArenaProbe`: reads the model, then arena sizes from stdin; answers ok / no per size."""
+    model_bytes = bytes.fromhex(sys.stdin.readline().strip())
+    for line in sys.stdin:
+        try:
+            model = TflmModel(model_bytes, arena_size=int(line))
+            model.run(np.zeros((1, model.input_size), model.input_dtype))
+            answer = "ok"
+        except (RuntimeError, UserError):
+            answer = "no"
+        print(answer, flush=True)

@@ -1,0 +1,58 @@
+"""What training reads: the validation and test features held in memory, and the training batches."""
+
+import dataclasses
+
+from microkws.dataset import UNKNOWN_LABEL, index_dataset, load_backgrounds, load_clips, load_partition
+from microkws.errors import UserError
+from microkws.features import compute_features
+from microkws.features.micro import snap_to_device_grid
+from microkws.train.batches import TrainingBatches
+
+
+def load_training_data(config, *, progress):
+    """{"training": TrainingBatches, "validation" / "testing" / "testing_every_unknown": (features, labels)}
+    for a RunConfig. Features are [n, frames*bins] float32 (None for an empty partition), labels [n] ints.
+
+    Validation and the wide test set hold every unknown clip of their speakers, not the original's
+    small draw: choosing the best checkpoint on a handful of unknown clips picked early models that
+    took 40 % of other words for keywords.
+    """
+    index = index_dataset(config.data)
+    features_config = config.features
+    backgrounds = load_backgrounds(index.background_paths, sample_rate=features_config.sample_rate,
+                                   min_length=features_config.desired_samples)
+
+    def features_of(partition, *, every_unknown):
+        clips, labels = load_partition(with_every_unknown(index, partition) if every_unknown else index, partition,
+                                       features_config, backgrounds=backgrounds, seed=config.train.seed,
+                                       progress=progress)
+        if not len(clips):
+            return None, labels
+        features = compute_features(clips, features_config).reshape(len(clips), -1)
+        return (snap_to_device_grid(features) if config.device_grid else features), labels
+
+    partitions = {
+        "validation": features_of("validation", every_unknown=True),
+        "testing": features_of("testing", every_unknown=False),
+        "testing_every_unknown": features_of("testing", every_unknown=True),
+    }
+    clips, labels = load_partition(index, "training", features_config, backgrounds=backgrounds, progress=progress)
+    if not len(clips):
+        raise UserError(f"{config.data.data_dir}: the training partition is empty")
+    unknown_clips = None
+    if config.train.fresh_unknowns and index.unknown_pool["training"]:
+        unknown_clips = load_clips([e.path for e in index.unknown_pool["training"]],
+                                   sample_rate=features_config.sample_rate, length=features_config.desired_samples,
+                                   progress=progress, description="loading unknown words")
+    partitions["training"] = TrainingBatches(
+        clips, labels, label_names=list(config.labels), unknown_clips=unknown_clips, backgrounds=backgrounds,
+        feature_config=features_config, augment_config=config.augment, batch_size=config.train.batch_size,
+        seed=config.train.seed, device_grid=config.device_grid,
+    )
+    return partitions
+
+
+def with_every_unknown(index, partition):
+    """`index` with `partition`'s unknown examples replaced by every unknown clip of its speakers."""
+    examples = [e for e in index.partitions[partition] if e.label != UNKNOWN_LABEL] + index.unknown_pool[partition]
+    return dataclasses.replace(index, partitions={**index.partitions, partition: examples})

@@ -1,0 +1,69 @@
+"""The optimizer and the one compiled training step, plain or quantisation-aware.
+
+One step serves both recipes: with `quantize`, the forward and backward pass run with every kernel
+rounded to int8 per output channel and the gradient updates the float kernels (the straight-through
+estimator; see microkws.train.quantize). The loss adds `model.losses`, so regularisers such as
+ds_cnn's L2 weight decay reach the gradients, as keras-io's custom training loop does.
+"""
+
+from microkws._tensorflow import keras, tf
+from microkws.train.quantize import fake_quantize_kernel, quantized_kernels
+
+
+def make_optimizer(config):
+    """The Keras optimizer a TrainConfig names, at its first learning rate."""
+    rate = config.learning_rate[0]
+    if config.optimizer == "momentum":
+        return keras.optimizers.SGD(learning_rate=rate, momentum=0.9, nesterov=True)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=rate)
+    return keras.optimizers.SGD(learning_rate=rate)
+
+
+def make_train_step(model, optimizer, *, quantize=False):
+    """A compiled step: (features, labels, learning rate) -> (loss, batch accuracy), updating the model.
+
+    The loss returned is the cross-entropy alone (what the original logged); the gradients come from
+    the cross-entropy plus the model's regularisation losses.
+    """
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    rounded = _KernelRounding(model) if quantize else None
+
+    # No jit_compile: XLA made these small models many times slower on CPUs.
+    @tf.function
+    def train_step(features, labels, learning_rate):
+        optimizer.learning_rate.assign(learning_rate)
+        floats = rounded.round() if rounded else None
+        with tf.GradientTape() as tape:
+            logits = model(features, training=True)
+            loss = loss_fn(labels, logits)
+            total = loss + tf.add_n(model.losses) if model.losses else loss
+        gradients = tape.gradient(total, model.trainable_variables)
+        if rounded:
+            rounded.restore(floats)  # straight-through: the rounded kernels' gradient updates the floats
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        correct = tf.equal(tf.argmax(logits, axis=-1), labels)
+        return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
+
+    return train_step
+
+
+class _KernelRounding:
+    """Swaps a model's kernels for their int8-rounded values and back, inside a compiled step."""
+
+    def __init__(self, model):
+        self.kernels = quantized_kernels(model)
+        # Keras 3 names a depthwise layer's weights `kernel`; TFLite quantises them per channel (the last two axes).
+        depthwise = {id(layer.kernel) for layer in model.layers if isinstance(layer, keras.layers.DepthwiseConv2D)}
+        self.depthwise = [id(v) in depthwise for v in self.kernels]
+
+    def round(self):
+        """Round every kernel in place; returns the float values to restore."""
+        floats = [tf.identity(v.value) for v in self.kernels]
+        for variable, is_depthwise in zip(self.kernels, self.depthwise):
+            variable.assign(fake_quantize_kernel(variable.value, depthwise=is_depthwise))
+        return floats
+
+    def restore(self, floats):
+        for variable, value in zip(self.kernels, floats):
+            variable.assign(value)
