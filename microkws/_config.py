@@ -80,13 +80,17 @@ def check_value(value, annotation, where):
     elif annotation is str:
         if isinstance(value, str):
             return value
+    elif annotation is dict:
+        if isinstance(value, dict):
+            return value
     else:
         return value
     raise UserError(f"{where} must be {_describe(annotation)}, got {_json_type(value)} {value!r}")
 
 
 def _describe(annotation):
-    names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", type(None): "null"}
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", type(None): "null",
+             dict: "an object"}
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         return " or ".join(_describe(a) for a in typing.get_args(annotation))
     return names.get(annotation, "a list" if annotation is tuple or typing.get_origin(annotation) is tuple

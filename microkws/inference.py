@@ -4,6 +4,9 @@
 `load_model` finds the model, its labels and its feature settings and returns a `KeywordModel`:
 int16 clips of `feature_config.desired_samples` samples at `feature_config.sample_rate` in, label
 probabilities out. Evaluation, labelling, streaming and listening all go through it.
+
+Each backend imports what it runs on when it is made, so a .tflite on TFLM's kernels starts without
+loading TensorFlow.
 """
 
 import os
@@ -13,13 +16,11 @@ import numpy as np
 from microkws.dataset.labels import label_role
 from microkws.device.tflm import GENEROUS_ARENA, TflmModel
 from microkws.errors import UserError
-from microkws.export.interpreters import float_interpreter, reference_interpreter, run_interpreter
 from microkws.export.quantization import encode_features, encode_frontend
 from microkws.export.tflite_model import read_model_file
 from microkws.features import FeatureConfig, compute_features
 from microkws.features.micro import micro_features
 from microkws.metrics import softmax
-from microkws.models.keras_model import ends_in_softmax, load_keras_model, model_outputs
 from microkws.train import rundir
 
 RUNTIMES = ("tflm", "tflite")
@@ -214,12 +215,16 @@ class _KerasBackend:
     output_quantization = (None, None)
 
     def __init__(self, path):
+        from microkws.models.keras_model import ends_in_softmax, load_keras_model
+
         self._model = load_keras_model(path)
         self.input_size = int(np.prod(self._model.inputs[0].shape[1:]))
         self.output_size = int(self._model.outputs[0].shape[-1])
         self._softmax = ends_in_softmax(self._model)
 
     def run(self, inputs):
+        from microkws.models.keras_model import model_outputs
+
         outputs = model_outputs(self._model, inputs)
         # microkws runs save logits: training's loss applies the softmax
         return outputs if self._softmax else softmax(outputs)
@@ -243,6 +248,8 @@ class _TfliteBackend:
         if runtime == "tflm":
             self._run = TflmModel(model_bytes, arena_size=GENEROUS_ARENA, source=path).run
         else:
+            from microkws.export.interpreters import float_interpreter, reference_interpreter, run_interpreter
+
             make = float_interpreter if tensor_in.dtype == "float32" else reference_interpreter
             interpreter = make(model_bytes)
             self._run = lambda inputs: run_interpreter(interpreter, inputs)

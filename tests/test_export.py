@@ -48,6 +48,7 @@ def golden_clips(testvectors):
     return np.stack([soundfile.read(testvectors / name, dtype="int16")[0] for name in GOLDEN])
 
 
+@pytest.mark.slow  # trains and exports a run (module fixture)
 def test_export_writes_every_file_into_the_run(run):
     run_dir, result = run
     names = {"model.tflite", "model_float.tflite", "model_data.cc", "model_data.h", "saved_model",
@@ -61,6 +62,7 @@ def test_export_writes_every_file_into_the_run(run):
     assert report["model_bytes"] == os.path.getsize(run_dir / "model.tflite")
 
 
+@pytest.mark.slow  # trains and exports a run (module fixture)
 def test_int8_input_is_quantised_exactly_as_the_device_maps_its_features(run):
     from microkws.export.tflite_model import read_model_file
 
@@ -74,6 +76,7 @@ def test_int8_input_is_quantised_exactly_as_the_device_maps_its_features(run):
     assert (output.shape, output.dtype, output.scale, output.zero_point) == ((1, 3 + 1), "int8", 1 / 256, -128)
 
 
+@pytest.mark.slow  # trains and exports a run (module fixture)
 def test_int8_model_has_only_tflm_ops_and_a_fixed_batch(run):
     from microkws.export.slim import buffer_alignments
     from microkws.export.tflite_model import read_model_file
@@ -86,6 +89,7 @@ def test_int8_model_has_only_tflm_ops_and_a_fixed_batch(run):
     assert b"tiny_conv" not in model_bytes  # tensor names stripped
 
 
+@pytest.mark.slow  # trains and exports a run (module fixture)
 def test_device_features_give_the_float_models_class(run, keras_model, testvectors, sample_dir):
     """to_int8(micro_features(clip)) into TFLM gives the class the float model gives the training-scale features."""
     from microkws.device import TflmModel
@@ -106,6 +110,7 @@ def test_device_features_give_the_float_models_class(run, keras_model, testvecto
     assert np.mean(int8_classes == float_classes) >= 0.95
 
 
+@pytest.mark.slow  # trains and exports a run (module fixture)
 def test_device_report_of_the_short_run(run):
     report = run[1]["report"]
     assert report["golden"]["yes_1000ms.wav"]["predicted"] == "yes"
@@ -129,6 +134,7 @@ def test_device_report_of_the_short_run(run):
     assert report["targets"]["flash_bytes"]["met"] and report["targets"]["arena_bytes"]["met"]
 
 
+@pytest.mark.slow  # trains and exports a run (module fixture)
 def test_float_tflite_matches_keras(run, keras_model, testvectors):
     from microkws.export.interpreters import float_interpreter, run_interpreter
     from microkws.export.tflite_model import read_model_file
@@ -142,6 +148,7 @@ def test_float_tflite_matches_keras(run, keras_model, testvectors):
     np.testing.assert_allclose(run_interpreter(float_interpreter(model_bytes), features), expected, atol=1e-5)
 
 
+@pytest.mark.slow  # trains and exports a run (module fixture)
 def test_saved_model_takes_audio_and_matches_keras(run, keras_model, testvectors, sample_dir):
     from microkws.export import load_saved_model
     from microkws.features import FeatureConfig, compute_features
@@ -161,6 +168,7 @@ def test_saved_model_takes_audio_and_matches_keras(run, keras_model, testvectors
     assert (run[0] / "saved_model" / "labels.txt").read_text().split() == ["_silence_", "_unknown_", "yes", "no"]
 
 
+@pytest.mark.slow  # trains and exports a run (module fixture)
 def test_c_array_holds_the_int8_model(run, tmp_path):
     run_dir = run[0]
     model_bytes = (run_dir / "model.tflite").read_bytes()
@@ -193,6 +201,7 @@ def test_c_name_and_bad_c_names(tmp_path):
             write_c_source(b"\x00", tmp_path, c_name=bad)
 
 
+@pytest.mark.slow  # trains and exports a run (module fixture)
 def test_uint8_with_toco_mean_and_std(run, keras_model, tmp_path, testvectors):
     """--inference_type uint8 --mean_values 0 --std_values 9.8077: the tutorial's toco encoding, 0..26."""
     from microkws.device import verify
@@ -260,6 +269,7 @@ def test_device_quantization_equals_to_int8():
     np.testing.assert_array_equal(device_quantization("int8").quantize(to_training_scale(values)), to_int8(values))
 
 
+@pytest.mark.slow  # trains and exports a run (module fixture)
 def test_export_of_a_run_without_a_model(tmp_path, run):
     from microkws.cli import main
     from microkws.export import export_run
@@ -270,6 +280,7 @@ def test_export_of_a_run_without_a_model(tmp_path, run):
     assert main(["export", str(tmp_path)]) == 2
 
 
+@pytest.mark.slow  # trains and exports a run (module fixture)
 def test_freeze_is_the_saved_model_part(run, capsys):
     from microkws.cli import main
 

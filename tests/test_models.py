@@ -316,11 +316,12 @@ def op_names(flatbuffer):
     "name, expected_ops",
     [
         ("tiny_conv", ["RESHAPE", "CONV_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]),
-        (
+        pytest.param(
             "ds_cnn",
             ["RESHAPE", "CONV_2D"]
             + ["DEPTHWISE_CONV_2D", "CONV_2D"] * 4
             + ["AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"],
+            marks=pytest.mark.slow,
         ),
     ],
 )
@@ -367,6 +368,7 @@ def test_int8_conversion_uses_only_tflm_ops(name, expected_ops):
         assert np.abs(output.astype(int) - expected.astype(int)).max() <= 1
 
 
+@pytest.mark.slow
 def test_ds_cnn_outgrows_tiny_conv_yet_fits_a_microcontroller():
     tiny = build_model("tiny_conv", input_shape=MICRO, label_count=4)
     ds_cnn = build_model("ds_cnn", input_shape=MICRO, label_count=4)

@@ -77,6 +77,7 @@ def test_unreadable_config_files(tmp_path, raw):
         read_run_config(tmp_path)
 
 
+@pytest.mark.slow  # five command-line processes
 @pytest.mark.parametrize("command", [["label", "{run}", "{wav}"], ["export", "{run}"], ["freeze", "{run}"],
                                      ["verify", "{run}/model.tflite"], ["evaluate", "{run}"]])
 def test_commands_on_a_run_with_a_broken_config_exit_2(tmp_path, testvectors, command):

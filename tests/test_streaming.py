@@ -266,7 +266,7 @@ def test_streaming_test_wav_uses_test_split_clips_and_the_seed(sample_dir, tmp_p
 
 def test_streaming_test_wav_bad_input(sample_dir, tmp_path, capsys):
     args = ["stream-test-wav", "--data_dir", str(sample_dir), "--out", str(tmp_path / "x.wav"),
-            "--labels", str(tmp_path / "x.txt")]
+            "--output_labels_file", str(tmp_path / "x.txt")]
     assert main(args + ["--wanted_words", "yes,nope"]) == 2
     assert "nope not found" in capsys.readouterr().err
     assert main(args + ["--wanted_words", "yes", "--test_duration_seconds", "2"]) == 2

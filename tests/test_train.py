@@ -79,6 +79,7 @@ def _final_weights(run_dir):
         return [data[k] for k in sorted(data.files) if k.startswith("model/")]
 
 
+@pytest.mark.slow
 def test_resume_after_kill_reaches_the_uninterrupted_result(mini_dataset, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     straight = tmp_path / "straight"
@@ -174,3 +175,35 @@ def test_bad_flags_give_one_line_and_status_2(mini_dataset, flags, message):
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_config_trains_again_from_a_saved_run_with_flags_on_top(mini_dataset, tmp_path):
+    from microkws.cli import main
+    from microkws.train import read_run_config
+
+    first, second, third = tmp_path / "first", tmp_path / "second", tmp_path / "third"
+    quick = ["--how_many_training_steps", "4", "--learning_rate", "0.01", "--batch_size", "8",
+             "--eval_step_interval", "4", "--save_step_interval", "4", "--no_progress", "--export", "0"]
+    assert main(["train", *TUTORIAL, "--data_dir", str(mini_dataset), "--train_dir", str(first),
+                 "--model_architecture", "ds_cnn", "--model_config", '{"filters": 8, "blocks": 1}',
+                 "--optimizer", "adam", *quick]) == 0
+    saved = read_run_config(first)
+    assert saved.train.model_config == {"filters": 8, "blocks": 1} and saved.train.model_settings().filters == 8
+    assert main(["train", "--config", str(first), "--train_dir", str(second), "--seed", "5", "--no_progress",
+                 "--export", "0"]) == 0
+    again = read_run_config(second)
+    assert again.train == TrainConfig(**{**saved.train.to_dict(), "seed": 5})
+    assert (again.data, again.features, again.augment) == (saved.data, saved.features, saved.augment)
+    assert main(["train", "--config", str(first / "config.json"), "--train_dir", str(third), "--no_progress",
+                 "--export", "0", "--window_stride_ms", "25"]) == 0
+    assert read_run_config(third).features.window_stride_ms == 25 and read_run_config(third).train == saved.train
+
+
+def test_config_that_is_not_a_run_is_one_error(tmp_path, capsys):
+    from microkws.cli import main
+
+    (tmp_path / "settings.json").write_text('{"data": {"data_dir": "d", "wanted_words": "up"}}')
+    assert main(["train", "--config", str(tmp_path / "settings.json"), "--train_dir", str(tmp_path / "run")]) == 2
+    assert "data.wanted_words must be a list" in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path / "nothing"), "--train_dir", str(tmp_path / "run")]) == 2
+    assert "no such run directory or settings file" in capsys.readouterr().err

@@ -30,8 +30,15 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line ("microkws train: error: ...") like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="microkws",
         description="Train keyword-spotting models for TensorFlow Lite Micro.",
     )

@@ -1,12 +1,25 @@
-"""Helpers for declaring flags in both spellings.
+"""Every flag group of the CLI, in one place, with its defaults read from the settings dataclasses.
 
-The original speech_commands scripts use `--wanted_words`; modern tools use
-`--wanted-words`. Every flag is accepted both ways so the tutorial's commands
-run unchanged.
+The original speech_commands scripts use `--wanted_words`; modern tools use `--wanted-words`. Every
+flag is accepted both ways so the tutorial's commands run unchanged. A flag that fills a settings field
+takes its default from that field (`default_of`), so `--help` cannot disagree with the Python API, and
+`settings_from_args` builds the settings from the parsed flags, never field by field. Numbers are
+parsed once, here: NaN and infinity are one-line errors everywhere. A settings field's range is
+checked by its dataclass (one place, for the API too); flags without one get their range here.
 """
 
 import argparse
+import dataclasses
+import math
 import os
+
+from microkws.dataset import AugmentConfig, DataConfig
+from microkws.dataset.index import DEFAULT_WANTED_WORDS
+from microkws.features import PREPROCESS_MODES, FeatureConfig
+from microkws.train.config import OPTIMIZERS, TrainConfig
+
+UNSET = None
+"""The default of a flag whose value comes from a base config (train --config): "not given"."""
 
 
 def add_flag(parser, name, *aliases, **kwargs):
@@ -17,6 +30,88 @@ def add_flag(parser, name, *aliases, **kwargs):
     unique = list(dict.fromkeys(spellings))
     kwargs.setdefault("dest", bare.replace("-", "_"))
     return parser.add_argument(*unique, **kwargs)
+
+
+def default_of(cls, name):
+    """The default of settings field `name` of the dataclass `cls`."""
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def add_setting(group, cls, name, *aliases, help, defaults=True, **kwargs):
+    """A flag for field `name` of `cls`: its default is the field's (or UNSET without `defaults`, for a
+    value that may come from elsewhere), and `--help` says the field's default."""
+    default = default_of(cls, name)
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    suffix = "" if default is None else f" (default: {shown})"
+    return add_flag(group, f"--{name}", *aliases, default=default if defaults else UNSET,
+                    help=help + suffix, **kwargs)
+
+
+def settings_from_args(cls, args, base=None, *, names=None, **extra):
+    """`cls` built from the parsed flags named like its fields (only `names`, when given: two settings
+    classes may share a field name); fields whose flag is UNSET (or absent) keep `base`'s value (or
+    the default)."""
+    names = names or [f.name for f in dataclasses.fields(cls)]
+    values = {name: getattr(args, name) for name in names if getattr(args, name, UNSET) is not UNSET}
+    values.update(extra)
+    return dataclasses.replace(base, **values) if base is not None else cls(**values)
+
+
+# --- values -------------------------------------------------------------------------------------------------------
+
+
+def number(low=None, high=None, *, above=None, whole=False):
+    """An argparse type: a finite number (an int with `whole`) in [low, high], or above `above`."""
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: give a finite number")
+        if whole:
+            if not value.is_integer():
+                raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+            value = int(value)
+        if (low is not None and value < low) or (high is not None and value > high):
+            span = f"from {low}" if high is None else f"up to {high}" if low is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range: give a number {span}")
+        if above is not None and not value > above:
+            raise argparse.ArgumentTypeError(f"{text!r}: give a number above {above}")
+        return value
+
+    return parse
+
+
+def number_list(low=None, *, above=None, whole=False):
+    """An argparse type: comma-separated numbers, each checked as `number` checks one."""
+    one = number(low, above=above, whole=whole)
+
+    def parse(text):
+        items = comma_list(text)
+        if not items:
+            raise argparse.ArgumentTypeError("give at least one number, e.g. 15000,3000")
+        return tuple(one(item) for item in items)
+
+    return parse
+
+
+def byte_count(text):
+    """A byte count: 20000, 64K or 1M (K and M are 1024 and 1024**2)."""
+    units = {"K": 1024, "M": 1024 * 1024}
+    text = text.strip().upper().removesuffix("B")
+    try:
+        scaled = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else int(text)
+        value = int(scaled)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a byte count (e.g. 20000, 64K, 1M)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a budget must be positive")
+    return value
 
 
 def str_to_bool(text):
@@ -34,47 +129,195 @@ def comma_list(text):
     return tuple(item.strip() for item in str(text).split(",") if item.strip())
 
 
-def add_data_arguments(parser):
-    """The original train.py's data flags, shared by every command that reads a data folder."""
-    from microkws.dataset.index import DEFAULT_WANTED_WORDS
+def add_json_argument(parser, what):
+    """--json [FILE]: one meaning in every command: the report as JSON, into FILE or (alone) printed."""
+    add_flag(parser, "--json", nargs="?", const="-", default=None, metavar="FILE",
+             help=f"write {what} as JSON to FILE; --json alone prints it instead of the table")
 
+
+def write_json_output(target, data):
+    """Print `data` as JSON (target "-") or write it to the file `target`."""
+    import json
+
+    from microkws.files import write_json
+
+    if target == "-":
+        print(json.dumps(data, indent=1))
+    else:
+        write_json(target, data)
+
+
+# --- settings groups ----------------------------------------------------------------------------------------------
+
+
+DATA_SETTINGS = ("wanted_words", "silence_percentage", "unknown_percentage", "validation_percentage",
+                 "testing_percentage", "split", "strict")
+"""The DataConfig fields the data flags set."""
+
+
+def add_data_arguments(parser, *, defaults=True):
+    """The original train.py's data flags, shared by every command that reads a data folder."""
     group = parser.add_argument_group("data")
     add_flag(group, "--data_dir", metavar="DIR",
              help="folder in Speech Commands layout (<word>/<clip>.wav, _background_noise_/); default: where "
                   "`microkws download` puts Speech Commands v0.02")
-    add_flag(group, "--wanted_words", type=comma_list, default=DEFAULT_WANTED_WORDS, metavar="W1,W2",
-             help="words to recognise, comma-separated (default: %(default)s)")
-    add_flag(group, "--silence_percentage", type=float, default=10.0, metavar="PCT",
-             help="silence examples as a percentage of the wanted-word clips (default: %(default)s)")
-    add_flag(group, "--unknown_percentage", type=float, default=10.0, metavar="PCT",
-             help="unknown-word examples as a percentage of the wanted-word clips (default: %(default)s)")
-    add_flag(group, "--validation_percentage", type=float, default=10.0, metavar="PCT",
-             help="share of speakers for validation with the file-name split (default: %(default)s)")
-    add_flag(group, "--testing_percentage", type=float, default=10.0, metavar="PCT",
-             help="share of speakers for testing with the file-name split (default: %(default)s)")
-    add_flag(group, "--split", choices=("auto", "lists", "hash"), default="auto",
-             help="partitions from the folder's validation_list.txt/testing_list.txt (lists), the original "
-                  "SHA-1 file-name split (hash), or lists when present (auto, the default)")
-    add_flag(group, "--strict", action="store_true",
+    add_setting(group, DataConfig, "wanted_words", type=comma_list, metavar="W1,W2", defaults=defaults,
+                help="words to recognise, comma-separated")
+    add_setting(group, DataConfig, "silence_percentage", type=number(), metavar="PCT", defaults=defaults,
+                help="silence examples as a percentage of the wanted-word clips")
+    add_setting(group, DataConfig, "unknown_percentage", type=number(), metavar="PCT", defaults=defaults,
+                help="unknown-word examples as a percentage of the wanted-word clips")
+    add_setting(group, DataConfig, "validation_percentage", type=number(), metavar="PCT", defaults=defaults,
+                help="share of speakers for validation with the file-name split")
+    add_setting(group, DataConfig, "testing_percentage", type=number(), metavar="PCT", defaults=defaults,
+                help="share of speakers for testing with the file-name split")
+    add_setting(group, DataConfig, "split", choices=("auto", "lists", "hash"), defaults=defaults,
+                help="partitions from the folder's validation_list.txt/testing_list.txt (lists), the original "
+                     "SHA-1 file-name split (hash), or lists when present (auto)")
+    add_flag(group, "--strict", action="store_const", const=True, default=False if defaults else UNSET,
              help="fail on an unreadable audio file instead of skipping it")
     return group
 
 
-def data_config_from_args(args):
-    from microkws.dataset.index import DataConfig
-
-    data_dir = args.data_dir
+def data_config_from_args(args, base=None):
+    """The DataConfig of the data flags; without --data_dir, `base`'s folder or the download location."""
+    data_dir = args.data_dir or (base.data_dir if base is not None else None)
     if data_dir is None:
         from microkws.download import DEFAULT_VERSION, SPEECH_COMMANDS, default_data_root
 
         data_dir = os.path.join(default_data_root(), SPEECH_COMMANDS[DEFAULT_VERSION].folder)
-    return DataConfig(
-        data_dir=data_dir,
-        wanted_words=args.wanted_words,
-        silence_percentage=args.silence_percentage,
-        unknown_percentage=args.unknown_percentage,
-        validation_percentage=args.validation_percentage,
-        testing_percentage=args.testing_percentage,
-        split=args.split,
-        strict=args.strict,
-    )
+    # DataConfig.seed (the unknown-word draw) has no flag: --seed is the training seed.
+    return settings_from_args(DataConfig, args, base, names=DATA_SETTINGS, data_dir=data_dir)
+
+
+def add_feature_arguments(parser, *, defaults=True):
+    group = parser.add_argument_group("features")
+    add_setting(group, FeatureConfig, "preprocess", choices=PREPROCESS_MODES, defaults=defaults,
+                help="micro: TFLM's audio frontend, as on the device; mfcc or average: the original's others")
+    add_setting(group, FeatureConfig, "sample_rate", type=number(whole=True), defaults=defaults,
+                help="samples per second")
+    add_setting(group, FeatureConfig, "clip_duration_ms", type=number(whole=True), defaults=defaults,
+                help="length of one example")
+    add_setting(group, FeatureConfig, "window_size_ms", type=number(), defaults=defaults,
+                help="analysis window")
+    add_setting(group, FeatureConfig, "window_stride_ms", "--window_stride", "--window-stride",
+                type=number(), defaults=defaults, help="hop between windows")
+    add_setting(group, FeatureConfig, "feature_bin_count", type=number(whole=True), defaults=defaults,
+                help="frontend channels, MFCC coefficients or pooled bins")
+    return group
+
+
+def feature_config_from_args(args, base=None):
+    return settings_from_args(FeatureConfig, args, base)
+
+
+def add_augment_arguments(parser, *, defaults=True):
+    group = parser.add_argument_group("augmentation (training clips only)")
+    add_setting(group, AugmentConfig, "time_shift_ms", type=number(), metavar="MS", defaults=defaults,
+                help="random time shift range")
+    add_setting(group, AugmentConfig, "background_volume", type=number(), metavar="V", defaults=defaults,
+                help="how loud the background noise is, at most")
+    add_setting(group, AugmentConfig, "background_frequency", type=number(), metavar="P", defaults=defaults,
+                help="share of training clips with background noise")
+    return group
+
+
+def add_training_arguments(parser, *, defaults=True):
+    group = parser.add_argument_group("training")
+    add_setting(group, TrainConfig, "model_architecture", metavar="NAME", defaults=defaults,
+                help="the architecture: tiny_conv (the tutorial's), ds_cnn, conv, single_fc, low_latency_conv, "
+                     "low_latency_svdf or tiny_embedding_conv (microkws.models.MODELS)")
+    add_setting(group, TrainConfig, "model_config", metavar="JSON", type=_json_object, defaults=defaults,
+                help="the architecture's settings, a JSON object or file, e.g. '{\"filters\": 32}' for ds_cnn "
+                     "(default: the architecture's)")
+    add_setting(group, TrainConfig, "how_many_training_steps", type=number_list(whole=True),
+                metavar="N1,N2", defaults=defaults, help="steps of each learning-rate phase")
+    add_setting(group, TrainConfig, "learning_rate", type=number_list(), metavar="R1,R2", defaults=defaults,
+                help="learning rate of each phase")
+    add_setting(group, TrainConfig, "batch_size", type=number(whole=True), defaults=defaults,
+                help="examples per step")
+    add_setting(group, TrainConfig, "eval_step_interval", type=number(whole=True), metavar="N", defaults=defaults,
+                help="validate every N steps")
+    add_setting(group, TrainConfig, "save_step_interval", type=number(whole=True), metavar="N", defaults=defaults,
+                help="checkpoint every N steps")
+    add_setting(group, TrainConfig, "optimizer", choices=OPTIMIZERS, defaults=defaults, help="the optimizer")
+    add_setting(group, TrainConfig, "dropout_rate", type=number(), metavar="R", defaults=defaults,
+                help="dropout while training (default: the architecture's, 0.5 for the original models)")
+    add_setting(group, TrainConfig, "quantize", type=str_to_bool, metavar="0|1", defaults=defaults,
+                help="train for an 8-bit model")
+    add_setting(group, TrainConfig, "check_nans", type=str_to_bool, metavar="0|1", defaults=defaults,
+                help="accepted for the original's commands; a diverged loss always stops the run")
+    add_setting(group, TrainConfig, "fresh_unknowns", type=str_to_bool, metavar="0|1", defaults=defaults,
+                help="draw unknown examples from all other words on every step; 0 reuses the original's single "
+                     "fixed draw")
+    add_setting(group, TrainConfig, "seed", type=number(whole=True), defaults=defaults,
+                help="random seed of the run")
+    return group
+
+
+def _json_object(text):
+    """A JSON object given inline or as a file's path."""
+    import json
+
+    try:
+        if os.path.isfile(text):
+            with open(text, encoding="utf-8") as file:
+                text = file.read()
+        value = json.loads(text)
+    except (OSError, ValueError) as error:
+        raise argparse.ArgumentTypeError(f"not a JSON object or a file holding one ({error})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"filters\": 32}}', got {text!r}")
+    return value
+
+
+def add_model_arguments(parser, *, default="keras"):
+    """MODEL plus the flags that say how to load it (evaluate, label, stream-eval and listen)."""
+    from microkws.inference import RUNTIMES
+
+    parser.add_argument("model", metavar="MODEL", help="a run directory, a .keras or a .tflite model")
+    group = parser.add_argument_group("model")
+    if default == "keras":
+        add_flag(group, "--tflite", dest="prefer", action="store_const", const="tflite", default="keras",
+                 help="in a run directory, use model.tflite (int8)")
+    else:
+        add_flag(group, "--keras", dest="prefer", action="store_const", const="keras", default="tflite",
+                 help="in a run directory, use model.keras (float)")
+    add_flag(group, "--runtime", choices=RUNTIMES, default="tflm",
+             help="run a .tflite on TFLite Micro's kernels, as the device (tflm, default) or tf.lite's (tflite)")
+    add_labels_argument(group)
+    add_feature_arguments(parser).description = "for a model outside a run directory (default: micro_speech's)"
+
+
+def add_labels_argument(group):
+    """--labels: one meaning in every command: the model's output names, in order."""
+    add_flag(group, "--labels", metavar="L1,L2,...|FILE",
+             help="the outputs' names in order, comma-separated or a labels file, for a model outside a run "
+                  "directory (silence/unknown name the _silence_/_unknown_ outputs)")
+
+
+def model_from_args(args):
+    from microkws.inference import load_model, read_labels
+
+    return load_model(args.model, labels=read_labels(args.labels), feature_config=feature_config_from_args(args),
+                      runtime=args.runtime, prefer=args.prefer)
+
+
+def add_recognition_arguments(parser):
+    """RecognizeCommands' settings (stream-eval and listen)."""
+    from microkws.streaming.recognize import DEVICE_THRESHOLD
+
+    group = parser.add_argument_group("recognition (TFLM's RecognizeCommands)")
+    add_flag(group, "--clip_stride_ms", type=number(above=0), default=20, metavar="MS",
+             help="run the model every MS ms, a multiple of the feature stride (default: %(default)s)")
+    add_flag(group, "--average_window_duration_ms", "--average_window_ms", "--average-window-ms",
+             type=number(1, 60_000, whole=True), default=1000, metavar="MS",
+             help="average the scores of the last MS ms (default: %(default)s)")
+    add_flag(group, "--detection_threshold", type=number(0, 1), default=DEVICE_THRESHOLD, metavar="P",
+             help="report a command when its averaged probability exceeds P (default: %(default)s, the device's "
+                  "200 of 255; the original streaming test used 0.7)")
+    add_flag(group, "--suppression_ms", type=number(0, 60_000, whole=True), default=1500, metavar="MS",
+             help="after a command, ignore the same label for MS ms (default: %(default)s)")
+    add_flag(group, "--minimum_count", type=number(0, 10_000, whole=True), default=3, metavar="N",
+             help="results needed in the averaging window before any command (default: %(default)s)")
+    return group

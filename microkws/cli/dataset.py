@@ -5,23 +5,22 @@ training would: wanted words, then silence and unknown examples sized as a
 percentage of the wanted-word count. Also lists what was skipped.
 """
 
-import json
-
-from microkws.cli._flags import add_data_arguments, add_flag, data_config_from_args
+from microkws.cli._flags import add_data_arguments, add_json_argument, data_config_from_args, write_json_output
 from microkws.dataset import PARTITIONS, index_dataset
 
 
 def add_arguments(parser):
     add_data_arguments(parser)
-    add_flag(parser, "--json", action="store_true", help="print the counts as JSON")
+    add_json_argument(parser, "the counts")
 
 
 def run(args):
     index = index_dataset(data_config_from_args(args))
     counts = index.counts()
     if args.json:
-        print(json.dumps({"split": index.split_source, "labels": list(index.labels), "counts": counts}, indent=1))
-        return 0
+        write_json_output(args.json, {"split": index.split_source, "labels": list(index.labels), "counts": counts})
+        if args.json == "-":
+            return 0
     print(format_counts(index.labels, counts))
     print(f"partitions from: {'list files' if index.split_source == 'lists' else 'SHA-1 file-name split'}")
     print(f"words found: {len(index.words_found)}; background recordings: {len(index.background_paths)}; "

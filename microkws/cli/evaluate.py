@@ -16,10 +16,8 @@ skipped and any other folder is an unknown word: the layout of Speech Commands' 
 (speech_commands_test_set_v0.02), which works as it is.
 """
 
-from microkws.cli._flags import add_flag
-from microkws.cli.train import add_feature_arguments, feature_config_from_args
+from microkws.cli._flags import add_flag, add_json_argument, add_model_arguments, model_from_args, write_json_output
 from microkws.evaluate import SPLITS
-from microkws.inference import RUNTIMES
 
 
 def add_arguments(parser):
@@ -28,37 +26,10 @@ def add_arguments(parser):
              help="data folder (default: the run's); required for a model outside a run directory")
     add_flag(parser, "--split", choices=SPLITS, default="testing",
              help="partition to score, or all: every clip under --data_dir labelled by folder (default: testing)")
-    add_flag(parser, "--json", metavar="OUT.json", help="also write the report as JSON")
+    add_json_argument(parser, "the report")
     add_flag(parser, "--per_file", action="store_true",
              help="the prediction for each file: printed, and in the JSON (path, true, predicted, scores)")
     add_flag(parser, "--no_progress", action="store_true", help="no progress bars")
-
-
-def add_model_arguments(parser, *, default="keras"):
-    """MODEL plus the flags that say how to load it (shared by evaluate, label, stream-eval and listen)."""
-    parser.add_argument("model", metavar="MODEL", help="a run directory, a .keras or a .tflite model")
-    group = parser.add_argument_group("model")
-    if default == "keras":
-        add_flag(group, "--tflite", action="store_true", help="in a run directory, use model.tflite (int8)")
-    else:
-        add_flag(group, "--keras", action="store_true", help="in a run directory, use model.keras (float)")
-    add_flag(group, "--runtime", choices=RUNTIMES, default="tflm",
-             help="run a .tflite on TFLite Micro's kernels, as the device (tflm, default) or tf.lite's (tflite)")
-    add_flag(group, "--labels", metavar="L1,L2,...|FILE",
-             help="the outputs' names in order, comma-separated or a labels file, for a model outside a run "
-                  "directory (silence/unknown name the _silence_/_unknown_ outputs)")
-    add_feature_arguments(parser).description = "for a model outside a run directory (default: micro_speech's)"
-
-
-def model_from_args(args):
-    from microkws.inference import load_model, read_labels
-
-    if hasattr(args, "tflite"):
-        prefer = "tflite" if args.tflite else "keras"
-    else:
-        prefer = "keras" if args.keras else "tflite"
-    return load_model(args.model, labels=read_labels(args.labels), feature_config=feature_config_from_args(args),
-                      runtime=args.runtime, prefer=prefer)
 
 
 def run(args):
@@ -66,6 +37,9 @@ def run(args):
 
     model = model_from_args(args)
     report = evaluate(model, args.data_dir, split=args.split, per_file=args.per_file, progress=not args.no_progress)
+    if args.json == "-":
+        write_json_output("-", report)
+        return 0
     print(format_evaluation(report))
     if args.per_file:
         print()
@@ -74,7 +48,5 @@ def run(args):
             print(f"{mark}{entry['path'] or '(silence example)'}: {entry['true']} -> {entry['predicted']} "
                   f"({entry['scores'][entry['predicted']]:.3f})")
     if args.json:
-        from microkws.files import write_json
-
-        write_json(args.json, report)
+        write_json_output(args.json, report)
     return 0

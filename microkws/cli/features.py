@@ -12,8 +12,7 @@ import re
 
 import numpy as np
 
-from microkws.cli._flags import add_flag
-from microkws.cli.train import add_feature_arguments, feature_config_from_args
+from microkws.cli._flags import add_feature_arguments, add_flag, feature_config_from_args
 from microkws.errors import UserError
 from microkws.files import write_text, write_with
 

@@ -7,14 +7,13 @@ to one clip, or the loudest second of a longer recording); a folder means every 
 recursively. MODEL is loaded as by `microkws evaluate`.
 """
 
-from microkws.cli._flags import add_flag
-from microkws.cli.evaluate import add_model_arguments, model_from_args
+from microkws.cli._flags import add_flag, add_model_arguments, model_from_args, number
 
 
 def add_arguments(parser):
     add_model_arguments(parser)
     parser.add_argument("paths", nargs="+", metavar="WAV_OR_DIR", help="audio files or folders of them")
-    add_flag(parser, "--how_many_labels", type=int, default=3, metavar="K",
+    add_flag(parser, "--how_many_labels", type=number(1, 1000, whole=True), default=3, metavar="K",
              help="labels to print per file, best first (default: %(default)s)")
 
 

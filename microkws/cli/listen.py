@@ -11,20 +11,18 @@ The microphone needs the optional sounddevice package and PortAudio: pip install
 (Debian/Ubuntu: apt install libportaudio2). MODEL is loaded as by `microkws stream-eval`.
 """
 
-from microkws.cli._flags import add_flag
-from microkws.cli.evaluate import add_model_arguments, model_from_args
-from microkws.cli.stream_eval import add_recognition_arguments
+from microkws.cli._flags import add_flag, add_model_arguments, add_recognition_arguments, model_from_args, number
 
 
 def add_arguments(parser):
     add_model_arguments(parser, default="tflite")
     source = parser.add_argument_group("audio")
     add_flag(source, "--wav", metavar="FILE", help="stream this file instead of the microphone")
-    add_flag(source, "--speed", type=float, default=1.0, metavar="X",
+    add_flag(source, "--speed", type=number(0, 1000), default=1.0, metavar="X",
              help="with --wav: 1.0 real time (default), 2.0 twice as fast, 0 as fast as possible")
     add_flag(source, "--device", default=None, metavar="ID",
              help="input device number or name (default: the system's; list them with `python -m sounddevice`)")
-    add_flag(source, "--seconds", type=float, default=None, metavar="S", help="stop after S seconds of audio")
+    add_flag(source, "--seconds", type=number(above=0), default=None, metavar="S", help="stop after S seconds of audio")
     add_recognition_arguments(parser)
 
 

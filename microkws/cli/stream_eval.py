@@ -18,9 +18,15 @@ models they become the device's 0-255 integer threshold (0.78125 is the device's
 
 import os
 
-from microkws.cli._flags import add_flag
-from microkws.cli.evaluate import add_model_arguments, model_from_args
-from microkws.streaming.recognize import DEVICE_THRESHOLD
+from microkws.cli._flags import (
+    add_flag,
+    add_json_argument,
+    add_model_arguments,
+    add_recognition_arguments,
+    model_from_args,
+    number,
+    write_json_output,
+)
 
 
 def add_arguments(parser):
@@ -28,29 +34,12 @@ def add_arguments(parser):
     parser.add_argument("wav", metavar="LONG.wav", help="the recording")
     parser.add_argument("ground_truth", metavar="LABELS.txt", help="its ground truth: word,time_ms per line")
     add_recognition_arguments(parser)
-    add_flag(parser, "--time_tolerance_ms", type=int, default=1500, metavar="MS",
+    add_flag(parser, "--time_tolerance_ms", type=number(0, 60_000, whole=True), default=1500, metavar="MS",
              help="how far a command may be from the word it matches (default: %(default)s)")
     add_flag(parser, "--det", metavar="OUT_PREFIX", help="write OUT_PREFIX.csv and OUT_PREFIX.png: the DET curve")
-    add_flag(parser, "--json", metavar="OUT.json", help="also write the report, with every command, as JSON")
+    add_json_argument(parser, "the report, with every command,")
     add_flag(parser, "--show_commands", action="store_true", help="print every command and its outcome")
     add_flag(parser, "--no_progress", action="store_true", help="no progress bar")
-
-
-def add_recognition_arguments(parser):
-    """RecognizeCommands' settings (shared with listen)."""
-    group = parser.add_argument_group("recognition (TFLM's RecognizeCommands)")
-    add_flag(group, "--clip_stride_ms", type=float, default=20, metavar="MS",
-             help="run the model every MS ms, a multiple of the feature stride (default: %(default)s)")
-    add_flag(group, "--average_window_duration_ms", "--average_window_ms", "--average-window-ms", type=int,
-             default=1000, metavar="MS", help="average the scores of the last MS ms (default: %(default)s)")
-    add_flag(group, "--detection_threshold", type=float, default=DEVICE_THRESHOLD, metavar="P",
-             help="report a command when its averaged probability exceeds P (default: %(default)s, the device's "
-                  "200 of 255; the original streaming test used 0.7)")
-    add_flag(group, "--suppression_ms", type=int, default=1500, metavar="MS",
-             help="after a command, ignore the same label for MS ms (default: %(default)s)")
-    add_flag(group, "--minimum_count", type=int, default=3, metavar="N",
-             help="results needed in the averaging window before any command (default: %(default)s)")
-    return group
 
 
 def run(args):
@@ -72,7 +61,5 @@ def run(args):
         csv_path, png_path = write_det(args.det, points, title=title)
         print(f"DET curve: {png_path}, {csv_path}")
     if args.json:
-        from microkws.files import write_json
-
-        write_json(args.json, report)
+        write_json_output(args.json, report)
     return 0

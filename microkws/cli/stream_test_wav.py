@@ -8,41 +8,40 @@ lists "word,time_ms" per word (unknown words as _unknown_), time_ms where its cl
 Score a model on it with `microkws stream-eval MODEL long.wav labels.txt`.
 """
 
-from microkws.cli._flags import add_flag, comma_list
+from microkws.cli._flags import add_flag, comma_list, number
+from microkws.dataset.index import DEFAULT_WANTED_WORDS
 
 
 def add_arguments(parser):
-    from microkws.dataset.index import DEFAULT_WANTED_WORDS
-
     data = parser.add_argument_group("data")
     add_flag(data, "--data_dir", required=True, metavar="DIR", help="folder in Speech Commands layout")
     add_flag(data, "--wanted_words", type=comma_list, default=DEFAULT_WANTED_WORDS, metavar="W1,W2",
              help="words to say, comma-separated; the model's wanted words (default: %(default)s)")
     add_flag(data, "--split", choices=("auto", "lists", "hash"), default="auto",
              help="how the test split is found, as for `microkws train` (default: auto)")
-    add_flag(data, "--validation_percentage", type=float, default=10.0, metavar="PCT",
+    add_flag(data, "--validation_percentage", type=number(0, 100), default=10.0, metavar="PCT",
              help="for the file-name split (default: %(default)s)")
-    add_flag(data, "--testing_percentage", type=float, default=10.0, metavar="PCT",
+    add_flag(data, "--testing_percentage", type=number(0, 100), default=10.0, metavar="PCT",
              help="for the file-name split (default: %(default)s)")
 
     output = parser.add_argument_group("output")
     add_flag(output, "--out", "--output_audio_file", "--output-audio-file", required=True, metavar="LONG.wav",
              help="the recording (16-bit PCM WAV)")
-    add_flag(output, "--labels", "--output_labels_file", "--output-labels-file", required=True,
+    add_flag(output, "--output_labels_file", required=True,
              metavar="LABELS.txt", help="the ground truth: word,time_ms per line")
 
     mix = parser.add_argument_group("mix")
-    add_flag(mix, "--test_duration_seconds", type=float, default=600, metavar="S",
+    add_flag(mix, "--test_duration_seconds", type=number(1, 24 * 3600), default=600, metavar="S",
              help="length of the recording (default: %(default)s)")
-    add_flag(mix, "--word_gap_ms", type=int, default=2000, metavar="MS",
+    add_flag(mix, "--word_gap_ms", type=number(1, 60_000, whole=True), default=2000, metavar="MS",
              help="average gap between words (default: %(default)s)")
-    add_flag(mix, "--background_volume", type=float, default=0.1, metavar="V",
+    add_flag(mix, "--background_volume", type=number(0, 100), default=0.1, metavar="V",
              help="background noise volume, at most (default: %(default)s)")
-    add_flag(mix, "--unknown_percentage", type=float, default=30.0, metavar="PCT",
+    add_flag(mix, "--unknown_percentage", type=number(0, 100), default=30.0, metavar="PCT",
              help="share of words that are unknown words (default: %(default)s)")
-    add_flag(mix, "--sample_rate", type=int, default=16000, help="(default: %(default)s)")
-    add_flag(mix, "--clip_duration_ms", type=int, default=1000, help="(default: %(default)s)")
-    add_flag(mix, "--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    add_flag(mix, "--sample_rate", type=number(4000, 192_000, whole=True), default=16000, help="(default: %(default)s)")
+    add_flag(mix, "--clip_duration_ms", type=number(100, 10_000, whole=True), default=1000, help="(default: %(default)s)")
+    add_flag(mix, "--seed", type=number(0, 2**32 - 1, whole=True), default=0, help="random seed (default: %(default)s)")
     add_flag(parser, "--no_progress", action="store_true", help="no progress bar")
 
 
@@ -54,7 +53,7 @@ def run(args):
                              validation_percentage=args.validation_percentage,
                              testing_percentage=args.testing_percentage)
     summary = make_streaming_test_wav(
-        data_config, audio_path=args.out, labels_path=args.labels, duration_s=args.test_duration_seconds,
+        data_config, audio_path=args.out, labels_path=args.output_labels_file, duration_s=args.test_duration_seconds,
         word_gap_ms=args.word_gap_ms, background_volume=args.background_volume,
         unknown_percentage=args.unknown_percentage, seed=args.seed, sample_rate=args.sample_rate,
         clip_duration_ms=args.clip_duration_ms, progress=not args.no_progress,

@@ -18,59 +18,55 @@ most 19,000 bytes, a 10 KB arena, and int8 within 0.5 points of float;
 and 71K).
 """
 
-from microkws.cli._flags import add_data_arguments, add_flag, comma_list, data_config_from_args
-from microkws.cli.train import add_feature_arguments, feature_config_from_args
-from microkws.device import Targets
+from microkws.cli._flags import (
+    add_data_arguments,
+    add_feature_arguments,
+    add_flag,
+    add_json_argument,
+    add_labels_argument,
+    byte_count,
+    data_config_from_args,
+    default_of,
+    feature_config_from_args,
+    write_json_output,
+)
+from microkws.device.report import Targets
 
 
 def add_arguments(parser):
     parser.add_argument("model", metavar="MODEL.tflite", help="an int8 (or uint8) TFLite model")
     add_flag(parser, "--train_dir", metavar="DIR",
              help="the run the model came from (default: the model's folder when it is a run directory)")
-    add_flag(parser, "--labels", type=comma_list, default=None, metavar="L1,L2",
-             help="names of the outputs, without a run or data folder")
+    add_labels_argument(parser)
     add_flag(parser, "--report", metavar="FILE", help="where to write device_report.json")
     add_flag(parser, "--no_arena_search", action="store_true", help="skip measuring the smallest arena")
     add_flag(parser, "--no_progress", action="store_true", help="no progress bars")
-    add_flag(parser, "--json", action="store_true", help="print the report as JSON instead of a table")
-    add_flag(parser, "--flash_budget", type=_bytes, default=Targets.flash_bytes, metavar="BYTES",
+    add_json_argument(parser, "the report")
+    add_flag(parser, "--flash_budget", type=byte_count, default=default_of(Targets, "flash_bytes"), metavar="BYTES",
              help="largest model your board takes (default: micro_speech's %(default)s)")
-    add_flag(parser, "--arena_budget", type=_bytes, default=Targets.arena_bytes, metavar="BYTES",
+    add_flag(parser, "--arena_budget", type=byte_count, default=default_of(Targets, "arena_bytes"), metavar="BYTES",
              help="largest tensor arena your board can give (default: micro_speech's %(default)s)")
     add_data_arguments(parser)
     add_feature_arguments(parser)
 
 
-def _bytes(text):
-    """A byte count: 20000, 64K or 1M (K and M are 1024 and 1024**2)."""
-    import argparse
-
-    units = {"K": 1024, "M": 1024 * 1024}
-    text = text.strip().upper().removesuffix("B")
-    try:
-        value = int(float(text[:-1]) * units[text[-1]]) if text and text[-1] in units else int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a byte count (e.g. 20000, 64K, 1M)") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: a budget must be positive")
-    return value
-
-
 def run(args):
-    import json
-
     from microkws.device import format_report, verify
+    from microkws.inference import read_labels
 
     report = verify(
         args.model,
         train_dir=args.train_dir,
         data_config=data_config_from_args(args) if args.data_dir else None,
         feature_config=feature_config_from_args(args),
-        labels=args.labels,
+        labels=read_labels(args.labels),
         report_path=args.report,
         search_arena=not args.no_arena_search,
         targets=Targets(flash_bytes=args.flash_budget, arena_bytes=args.arena_budget),
         progress=not args.no_progress,
     )
-    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    if args.json:
+        write_json_output(args.json, report)
+    if args.json != "-":
+        print(format_report(report))
     return 0

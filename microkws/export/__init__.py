@@ -11,6 +11,10 @@
     saved_model/         16 kHz audio in, label probabilities out, features included
                          (the original's frozen graph; see export.saved_model)
 
+Keras and the converter load inside the functions that use them, so the light parts of this stage
+(input quantisation, the flatbuffer reader, tf.lite interpreters) serve TFLM-only commands without
+loading TensorFlow.
+
 Post-training quantisation calibrates on a seeded draw of a few hundred TRAINING clips
 (export.calibration); validation and test clips are never seen.
 """
@@ -29,8 +33,6 @@ from microkws.export.quantization import (
 )
 from microkws.export.saved_model import SAVED_MODEL_DIR, load_saved_model, save_audio_model
 from microkws.files import write_bytes
-from microkws.models import with_softmax
-from microkws.models.keras_model import load_keras_model
 from microkws.train.rundir import FLOAT_TFLITE_FILE, TFLITE_FILE, read_run_config, trained_model_path
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ def export_run(run_dir, *, inference_type="int8", mean_values=None, std_values=N
     """
     from microkws.export.calibration import representative_features
     from microkws.export.convert import to_float_tflite, to_int8_tflite
+    from microkws.models import with_softmax
 
     inference_type = normalize_inference_type(inference_type)
     check_c_name(c_name)
@@ -94,6 +97,8 @@ def export_run(run_dir, *, inference_type="int8", mean_values=None, std_values=N
 
 def export_saved_model(run_dir):
     """Write only saved_model/ (audio in, probabilities out): what `microkws freeze` does. Returns its path."""
+    from microkws.models import with_softmax
+
     config = read_run_config(run_dir)
     model = _load_run_model(run_dir, config.features)
     return _save_audio_model(run_dir, with_softmax(model), config.features, config.labels)
@@ -106,6 +111,8 @@ def _save_audio_model(run_dir, probabilities, feature_config, labels):
 
 
 def _load_run_model(run_dir, feature_config):
+    from microkws.models.keras_model import load_keras_model
+
     path = trained_model_path(run_dir)
     model = load_keras_model(path)
     feature_config.check_model_input(model.inputs[0].shape[-1], source=path, hint="the run's features differ")

@@ -14,6 +14,9 @@ class TrainConfig:
 
     model_architecture: str = "tiny_conv"
     """A name in microkws.models.MODELS."""
+    model_config: dict | None = None
+    """The architecture's settings, as fields of its config class (e.g. {"filters": 32} for ds_cnn's
+    DsCnnConfig); None or missing fields take the architecture's defaults."""
     how_many_training_steps: tuple[int, ...] = (15000, 3000)
     """Steps of each learning-rate phase."""
     learning_rate: tuple[float, ...] = (0.001, 0.0001)
@@ -65,6 +68,14 @@ class TrainConfig:
             raise UserError(
                 f"unknown model architecture {self.model_architecture!r}; choose one of {', '.join(MODELS)}"
             )
+        self.model_settings()  # a bad field is an error now, not when training starts
+
+    def model_settings(self):
+        """The architecture's config object (microkws.models.CONFIGS), from `model_config`."""
+        from microkws.models import CONFIGS
+
+        return settings_from_dict(CONFIGS[self.model_architecture], self.model_config or {},
+                                  source="model_config", kind=self.model_architecture)
 
     @property
     def total_steps(self):

@@ -62,7 +62,8 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
     settings = config.train
     keras.utils.set_random_seed(settings.seed)
     model = build_model(settings.model_architecture, input_shape=config.features.shape,
-                        label_count=len(config.labels), dropout_rate=settings.dropout_rate)
+                        label_count=len(config.labels), dropout_rate=settings.dropout_rate,
+                        config=settings.model_settings())
     optimizer = make_optimizer(settings)
     optimizer.build(model.trainable_variables)
     identity = {"architecture": settings.model_architecture, "labels": list(config.labels),

@@ -89,12 +89,19 @@ class RunConfig:
 def read_run_config(run_dir):
     """The RunConfig of a run directory, or a UserError naming the file and what is wrong."""
     path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise UserError(f"{run_dir}: no {CONFIG_FILE}; is it a microkws run directory (--train_dir)?")
+    return settings_file_config(path)
+
+
+def settings_file_config(path):
+    """The RunConfig of a JSON file in config.json's form (e.g. a copy kept to train again)."""
     try:
         with open(path, encoding="utf-8") as file:
             settings = json.load(file)
     except FileNotFoundError:
-        raise UserError(f"{run_dir}: no {CONFIG_FILE}; is it a microkws run directory (--train_dir)?") from None
-    except (OSError, ValueError) as error:  # ValueError: not JSON, or not UTF-8
+        raise UserError(f"{path}: no such run directory or settings file") from None
+    except (OSError, ValueError) as error:
         raise UserError(f"{path}: cannot read ({error})") from None
     return RunConfig.from_dict(settings, source=path)
 
