@@ -22,6 +22,7 @@ from microkws.features import (
     to_training_scale,
 )
 from microkws.features import _frontend
+from microkws.features.config import MICRO_FRONTEND_OPTIONS
 from microkws.features.micro import _plan
 
 SPEECH_CLIPS = 130  # real recordings checked against the op, spread over all words
@@ -48,6 +49,14 @@ OPTION_SETS = {
     "10 ms window at 8 kHz (128-point FFT)": FeatureConfig(
         sample_rate=8000, window_size_ms=10, window_stride_ms=5, feature_bin_count=16, upper_band_limit=3900.0,
     ),
+}
+
+
+# One non-default value per frontend option, each one changing the features of speech.
+ALTERED_OPTIONS = {
+    "lower_band_limit": 300.0, "upper_band_limit": 6000.0, "smoothing_bits": 8, "even_smoothing": 0.1,
+    "odd_smoothing": 0.3, "min_signal_remaining": 0.2, "enable_pcan": False, "pcan_strength": 0.5,
+    "pcan_offset": 20.0, "gain_bits": 18, "enable_log": False, "scale_shift": 8,
 }
 
 
@@ -200,6 +209,31 @@ def test_matches_tf_op_with_options(op, name, speech):
     # 8 kHz: every other sample of the 16 kHz speech is speech-like enough.
     clips = [c[:: 16000 // rate][:rate] for c in speech_clips[::40]] + [synthetic[p] for p in picks]
     assert_matches_op(op, clips, config, names=[f"{name}: {i}" for i in range(len(clips))])
+
+
+def test_the_extension_names_the_frontend_options():
+    """MICRO_FRONTEND_OPTIONS comes from the extension's keyword table: same names, same order, as before."""
+    assert MICRO_FRONTEND_OPTIONS == (
+        "lower_band_limit", "upper_band_limit", "smoothing_bits", "even_smoothing", "odd_smoothing",
+        "min_signal_remaining", "enable_pcan", "pcan_strength", "pcan_offset", "gain_bits", "enable_log",
+        "scale_shift",
+    )
+    assert tuple(name for name, _ in _frontend.PLAN_OPTIONS) == MICRO_FRONTEND_OPTIONS
+    fields = FeatureConfig.__dataclass_fields__
+    for name, kind in _frontend.PLAN_OPTIONS:
+        assert fields[name].type.__name__ == kind, name
+    assert set(ALTERED_OPTIONS) == set(MICRO_FRONTEND_OPTIONS)
+
+
+@pytest.mark.parametrize("name", MICRO_FRONTEND_OPTIONS)
+def test_every_option_reaches_the_plan(op, speech, name):
+    """Changing one FeatureConfig option changes the features, to what the op gives with it."""
+    _, speech_clips = speech
+    clips = np.stack(speech_clips[::26])
+    config = FeatureConfig(**{name: ALTERED_OPTIONS[name]})
+    altered = micro_features(clips, config)
+    assert altered.shape != micro_features(clips).shape or (altered != micro_features(clips)).any()
+    assert_matches_op(op, list(clips), config, names=[f"{name}: {i}" for i in range(len(clips))], features=altered)
 
 
 @pytest.mark.parametrize("samples", [479, 480, 481, 799, 800, 15999, 16100, 23456])

@@ -5,13 +5,12 @@ from dataclasses import asdict, dataclass
 
 from microkws._config import settings_from_dict
 from microkws.errors import UserError
+from microkws.features import _frontend
 
 PREPROCESS_MODES = ("micro", "mfcc", "average")
-MICRO_FRONTEND_OPTIONS = (
-    "lower_band_limit", "upper_band_limit", "smoothing_bits", "even_smoothing", "odd_smoothing",
-    "min_signal_remaining", "enable_pcan", "pcan_strength", "pcan_offset", "gain_bits", "enable_log",
-    "scale_shift",
-)
+# The C extension's keyword table is the one list of these: a new option is
+# a line there plus a FeatureConfig field of the same name.
+MICRO_FRONTEND_OPTIONS = tuple(name for name, _kind in _frontend.PLAN_OPTIONS)
 """The settings of TFLM's audio frontend beyond window, stride and channels, named as its options."""
 
 
