@@ -204,9 +204,7 @@ def write_det(prefix, points, *, title="DET curve"):
                    f"{p.keywords},{p.false_reject_rate:.6f}\n" for p in points)
     csv_path = write_text(os.fspath(prefix) + DET_CSV_SUFFIX, header + rows)
 
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, never a window
+    # A bare Figure renders to a file through Agg without pyplot, so the user's backend is left alone.
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6, 4.5), dpi=100)
