@@ -14,7 +14,6 @@ import math
 import os
 
 from microkws.dataset import AugmentConfig, DataConfig
-from microkws.dataset.index import DEFAULT_WANTED_WORDS
 from microkws.features import PREPROCESS_MODES, FeatureConfig
 from microkws.train.config import OPTIMIZERS, TrainConfig
 
@@ -87,9 +86,9 @@ def number(low=None, high=None, *, above=None, whole=False):
     return parse
 
 
-def number_list(low=None, *, above=None, whole=False):
+def number_list(*, whole=False):
     """An argparse type: comma-separated numbers, each checked as `number` checks one."""
-    one = number(low, above=above, whole=whole)
+    one = number(whole=whole)
 
     def parse(text):
         items = comma_list(text)

@@ -8,21 +8,24 @@ lists "word,time_ms" per word (unknown words as _unknown_), time_ms where its cl
 Score a model on it with `microkws stream-eval MODEL long.wav labels.txt`.
 """
 
-from microkws.cli._flags import add_flag, comma_list, number
-from microkws.dataset.index import DEFAULT_WANTED_WORDS
+from microkws.cli._flags import add_flag, add_setting, comma_list, number, settings_from_args
+from microkws.dataset import DataConfig
+
+DATA_SETTINGS = ("wanted_words", "split", "validation_percentage", "testing_percentage")
+"""The DataConfig fields this command's data flags set (its --unknown_percentage and --seed are the mix's)."""
 
 
 def add_arguments(parser):
     data = parser.add_argument_group("data")
     add_flag(data, "--data_dir", required=True, metavar="DIR", help="folder in Speech Commands layout")
-    add_flag(data, "--wanted_words", type=comma_list, default=DEFAULT_WANTED_WORDS, metavar="W1,W2",
-             help="words to say, comma-separated; the model's wanted words (default: %(default)s)")
-    add_flag(data, "--split", choices=("auto", "lists", "hash"), default="auto",
-             help="how the test split is found, as for `microkws train` (default: auto)")
-    add_flag(data, "--validation_percentage", type=number(0, 100), default=10.0, metavar="PCT",
-             help="for the file-name split (default: %(default)s)")
-    add_flag(data, "--testing_percentage", type=number(0, 100), default=10.0, metavar="PCT",
-             help="for the file-name split (default: %(default)s)")
+    add_setting(data, DataConfig, "wanted_words", type=comma_list, metavar="W1,W2",
+                help="words to say, comma-separated; the model's wanted words")
+    add_setting(data, DataConfig, "split", choices=("auto", "lists", "hash"),
+                help="how the test split is found, as for `microkws train`")
+    add_setting(data, DataConfig, "validation_percentage", type=number(), metavar="PCT",
+                help="for the file-name split")
+    add_setting(data, DataConfig, "testing_percentage", type=number(), metavar="PCT",
+                help="for the file-name split")
 
     output = parser.add_argument_group("output")
     add_flag(output, "--out", "--output_audio_file", "--output-audio-file", required=True, metavar="LONG.wav",
@@ -46,12 +49,9 @@ def add_arguments(parser):
 
 
 def run(args):
-    from microkws.dataset import DataConfig
     from microkws.streaming.testwav import make_streaming_test_wav
 
-    data_config = DataConfig(args.data_dir, wanted_words=args.wanted_words, split=args.split,
-                             validation_percentage=args.validation_percentage,
-                             testing_percentage=args.testing_percentage)
+    data_config = settings_from_args(DataConfig, args, names=DATA_SETTINGS, data_dir=args.data_dir)
     summary = make_streaming_test_wav(
         data_config, audio_path=args.out, labels_path=args.output_labels_file, duration_s=args.test_duration_seconds,
         word_gap_ms=args.word_gap_ms, background_volume=args.background_volume,

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from microkws.audio import AudioError, check_audio, is_audio_path
 from microkws.dataset.labels import BACKGROUND_NOISE_DIR, SILENCE_LABEL, UNKNOWN_LABEL
 from microkws.dataset.split import PARTITIONS, TESTING_LIST, VALIDATION_LIST, read_list_file, which_set
-from microkws._config import settings_from_dict
 from microkws.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -82,10 +81,6 @@ class DataConfig:
         data = asdict(self)
         data["wanted_words"] = list(self.wanted_words)
         return data
-
-    @classmethod
-    def from_dict(cls, data, source="config"):
-        return settings_from_dict(cls, data, source=source, kind="data")
 
 
 @dataclass(frozen=True)

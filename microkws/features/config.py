@@ -3,7 +3,6 @@
 import math
 from dataclasses import asdict, dataclass
 
-from microkws._config import settings_from_dict
 from microkws.errors import UserError
 from microkws.features import _frontend
 
@@ -138,11 +137,6 @@ class FeatureConfig:
 
     def to_dict(self):
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data, source="config"):
-        """Build from a dict, rejecting unknown keys (naming `source`)."""
-        return settings_from_dict(cls, data, source=source, kind="feature")
 
 
 def _next_power_of_two(x):

@@ -96,6 +96,3 @@ class TrainConfig:
         data["learning_rate"] = list(self.learning_rate)
         return data
 
-    @classmethod
-    def from_dict(cls, data, source="config"):
-        return settings_from_dict(cls, data, source=source, kind="training")

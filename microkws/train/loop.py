@@ -77,13 +77,12 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
         log.info("resuming from %s at step %d", resume_from, state["step"])
 
     first_step = state["step"]
-    validation = _Validation(run_dir, model, data["validation"], config.labels, identity, state)
-    checkpoints = _Checkpoints(checkpoints_dir, model, optimizer, identity, state)
     summaries = _Summaries(summaries_dir or os.path.join(run_dir, rundir.LOGS_DIR))
+    validation = _Validation(run_dir, model, data["validation"], config.labels, identity, state, summaries)
+    checkpoints = _Checkpoints(checkpoints_dir, model, optimizer, identity, state)
     elapsed = _run_steps(model, optimizer, data["training"], settings, state, progress=progress,
                          on_step=summaries.train, every=[(settings.eval_step_interval, validation),
-                                                         (settings.save_step_interval, checkpoints)],
-                         on_validation=summaries.validation)
+                                                         (settings.save_step_interval, checkpoints)])
     summaries.flush()
     steps_run = settings.total_steps - first_step
     if steps_run:
@@ -92,7 +91,7 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
     return {**metrics, "steps_run": steps_run, "train_seconds": elapsed}
 
 
-def _run_steps(model, optimizer, batches, settings, state, *, progress, on_step, every, on_validation):
+def _run_steps(model, optimizer, batches, settings, state, *, progress, on_step, every):
     """Steps state["step"]..total; after each, the callbacks of `every` ((interval, callback) pairs, in
     order) whose interval divides it, and all of them after the last step. Returns the seconds taken."""
     train_step = make_train_step(model, optimizer, quantize=settings.quantize)
@@ -113,32 +112,30 @@ def _run_steps(model, optimizer, batches, settings, state, *, progress, on_step,
                             best_val=f"{max(state['best_accuracy'], 0):.3f}", refresh=False)
             for interval, callback in every:
                 if done % interval == 0 or done == total:
-                    scores = callback(done)
-                    if scores:
-                        on_validation(done, **scores)
+                    callback(done)
         return time.monotonic() - started
 
 
 class _Validation:
-    """Scores the model on every validation clip and keeps the best weights in best.npz."""
+    """Scores the model on every validation clip, logs the scores and keeps the best weights in best.npz."""
 
-    def __init__(self, run_dir, model, partition, labels, identity, state):
+    def __init__(self, run_dir, model, partition, labels, identity, state, summaries):
         self.path = os.path.join(run_dir, rundir.BEST_FILE)
         self.model, self.partition, self.labels = model, partition, list(labels)
-        self.identity, self.state = identity, state
+        self.identity, self.state, self.summaries = identity, state, summaries
 
     def __call__(self, step):
         confusion = _confusion(self.model, self.partition, len(self.labels))
-        value = accuracy(confusion)
+        value, balanced = accuracy(confusion), balanced_accuracy(confusion)
+        self.summaries.validation(step, accuracy=value, balanced_accuracy=balanced)
         # Ties go to the later, longer-trained checkpoint.
         improved = value >= self.state["best_accuracy"]
         if improved:
             self.state.update(best_accuracy=value, best_step=step)
             save_checkpoint(self.path, model=self.model, meta={**self.identity, "step": step, "accuracy": value})
         log.info("step %d: validation accuracy %.1f%%, balanced %.1f%% (N=%d)%s", step, 100 * value,
-                 100 * balanced_accuracy(confusion), int(confusion.sum()), " best so far" if improved else "")
+                 100 * balanced, int(confusion.sum()), " best so far" if improved else "")
         log.info("validation confusion matrix:\n%s", format_confusion(confusion, self.labels))
-        return {"accuracy": value, "balanced_accuracy": balanced_accuracy(confusion)}
 
 
 class _Checkpoints:
