@@ -63,7 +63,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as run_dir:
         started = time.monotonic()
-        metrics = train(run_dir, data_config=data, feature_config=features, train_config=config, export=False,
+        metrics = train(run_dir, data_config=data, feature_config=features, train_config=config,
                         progress=False)
         total = time.monotonic() - started
     pipeline_rate = metrics["steps_run"] / metrics["train_seconds"]
