@@ -15,6 +15,7 @@ import os
 
 from microkws.dataset import AugmentConfig, DataConfig
 from microkws.features import PREPROCESS_MODES, FeatureConfig
+from microkws.models import ARCHITECTURES
 from microkws.train.config import OPTIMIZERS, TrainConfig
 
 UNSET = None
@@ -224,8 +225,7 @@ def add_augment_arguments(parser, *, defaults=True):
 def add_training_arguments(parser, *, defaults=True):
     group = parser.add_argument_group("training")
     add_setting(group, TrainConfig, "model_architecture", metavar="NAME", defaults=defaults,
-                help="the architecture: tiny_conv (the tutorial's), ds_cnn, conv, single_fc, low_latency_conv, "
-                     "low_latency_svdf or tiny_embedding_conv (microkws.models.MODELS)")
+                help=f"the architecture: {', '.join(ARCHITECTURES)}")
     add_setting(group, TrainConfig, "model_config", metavar="JSON", type=_json_object, defaults=defaults,
                 help="the architecture's settings, a JSON object or file, e.g. '{\"filters\": 32}' for ds_cnn "
                      "(default: the architecture's)")

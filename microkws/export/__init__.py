@@ -33,6 +33,7 @@ from microkws.export.quantization import (
 )
 from microkws.export.saved_model import SAVED_MODEL_DIR, load_saved_model, save_audio_model
 from microkws.files import write_bytes
+from microkws.models import with_softmax
 from microkws.train.rundir import FLOAT_TFLITE_FILE, TFLITE_FILE, read_run_config, trained_model_path
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,6 @@ def export_run(run_dir, *, inference_type="int8", mean_values=None, std_values=N
     """
     from microkws.export.calibration import representative_features
     from microkws.export.convert import to_float_tflite, to_int8_tflite
-    from microkws.models import with_softmax
 
     inference_type = normalize_inference_type(inference_type)
     check_c_name(c_name)
@@ -97,8 +97,6 @@ def export_run(run_dir, *, inference_type="int8", mean_values=None, std_values=N
 
 def export_saved_model(run_dir):
     """Write only saved_model/ (audio in, probabilities out): what `microkws freeze` does. Returns its path."""
-    from microkws.models import with_softmax
-
     config = read_run_config(run_dir)
     model = _load_run_model(run_dir, config.features)
     return _save_audio_model(run_dir, with_softmax(model), config.features, config.labels)

@@ -19,43 +19,15 @@ the reference's):
     tiny_conv            micro_speech's model (original)
     tiny_embedding_conv  tiny_conv with a second strided conv (original)
     ds_cnn               MLPerf Tiny's depthwise-separable CNN
+
+The settings (configs.py: CONFIGS, ARCHITECTURES) load without Keras; the builders, MODELS and
+count_macs load Keras on first use, so making or checking a TrainConfig does not start TensorFlow.
 """
 
-from microkws._tensorflow import keras
-
 from microkws.errors import UserError
-from microkws.models import (
-    conv,
-    ds_cnn,
-    low_latency_conv,
-    low_latency_svdf,
-    single_fc,
-    tiny_conv,
-    tiny_embedding_conv,
-)
-from microkws.models.macs import count_macs
+from microkws.models.configs import ARCHITECTURES, CONFIGS
 
-MODELS = {
-    "single_fc": single_fc.build,
-    "conv": conv.build,
-    "low_latency_conv": low_latency_conv.build,
-    "low_latency_svdf": low_latency_svdf.build,
-    "tiny_conv": tiny_conv.build,
-    "tiny_embedding_conv": tiny_embedding_conv.build,
-    "ds_cnn": ds_cnn.build,
-}
-"""Architecture name -> builder(*, input_shape, label_count, dropout_rate, config) -> keras.Model."""
-
-CONFIGS = {
-    "single_fc": single_fc.SingleFcConfig,
-    "conv": conv.ConvConfig,
-    "low_latency_conv": low_latency_conv.LowLatencyConvConfig,
-    "low_latency_svdf": low_latency_svdf.LowLatencySvdfConfig,
-    "tiny_conv": tiny_conv.TinyConvConfig,
-    "tiny_embedding_conv": tiny_embedding_conv.TinyEmbeddingConvConfig,
-    "ds_cnn": ds_cnn.DsCnnConfig,
-}
-"""Architecture name -> its config dataclass (construct with no arguments for the defaults)."""
+__all__ = ["ARCHITECTURES", "CONFIGS", "MODELS", "build_model", "count_macs", "default_config", "with_softmax"]
 
 
 def build_model(name, *, input_shape, label_count, dropout_rate=None, config=None):
@@ -69,19 +41,28 @@ def build_model(name, *, input_shape, label_count, dropout_rate=None, config=Non
     config: the architecture's config (`CONFIGS[name](...)`); None for the defaults.
     Returns an uncompiled keras.Model from (frames*bins,) float32 to logits.
     """
-    builder = _builder(name)
+    check_architecture(name)
+    from microkws.models.builders import MODELS
+
     kwargs = {"input_shape": input_shape, "label_count": label_count}
     if dropout_rate is not None:
         kwargs["dropout_rate"] = dropout_rate
     if config is not None:
         kwargs["config"] = config
-    return builder(**kwargs)
+    return MODELS[name](**kwargs)
 
 
 def default_config(name):
     """The default config of architecture `name`."""
-    _builder(name)
+    check_architecture(name)
     return CONFIGS[name]()
+
+
+def check_architecture(name):
+    """`name` if it is an architecture, else a UserError listing them."""
+    if not isinstance(name, str) or name not in CONFIGS:
+        raise UserError(f"unknown model architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return name
 
 
 def with_softmax(model):
@@ -90,15 +71,19 @@ def with_softmax(model):
     The returned model shares `model`'s layers and weights (training one
     trains the other); convert this one to TFLite for the device.
     """
+    from microkws._tensorflow import keras
+
     probabilities = keras.layers.Softmax(name="probabilities")(model.outputs[0])
     return keras.Model(model.input, probabilities, name=f"{model.name}_probabilities")
 
 
-def _builder(name):
-    try:
-        return MODELS[name]
-    except (KeyError, TypeError):
-        raise UserError(f"unknown model architecture {name!r}; choose one of {', '.join(MODELS)}") from None
+def __getattr__(name):
+    if name == "MODELS":
+        from microkws.models.builders import MODELS
 
+        return MODELS
+    if name == "count_macs":
+        from microkws.models.macs import count_macs
 
-__all__ = ["CONFIGS", "MODELS", "build_model", "count_macs", "default_config", "with_softmax"]
+        return count_macs
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

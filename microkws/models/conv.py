@@ -10,27 +10,10 @@ max-pool 2x2 stride 2 SAME -> conv 10x4, 64 filters, SAME -> ReLU -> dropout
 -> dense logits.
 """
 
-from dataclasses import dataclass
-
 from microkws._tensorflow import keras
 
+from microkws.models.configs import ConvConfig
 from microkws.models._common import check_config, fingerprint_input, flatten, original_init
-
-
-@dataclass(frozen=True)
-class ConvConfig:
-    """Settings of conv; the defaults are the original's."""
-
-    first_kernel: tuple[int, int] = (20, 8)
-    """First convolution kernel (frames, bins); stride 1, padding SAME."""
-    first_filters: int = 64
-    """Output channels of the first convolution."""
-    pool: tuple[int, int] = (2, 2)
-    """Max-pool window and stride (frames, bins) after the first convolution; padding SAME."""
-    second_kernel: tuple[int, int] = (10, 4)
-    """Second convolution kernel (frames, bins); stride 1, padding SAME."""
-    second_filters: int = 64
-    """Output channels of the second convolution."""
 
 
 def build(*, input_shape, label_count, dropout_rate=0.5, config=ConvConfig()):

@@ -23,38 +23,10 @@ The parameter count does not depend on the input size: for 4 labels it is
 10,624,256 multiply-accumulates.
 """
 
-from dataclasses import dataclass
-
 from microkws._tensorflow import keras
 
-from microkws.errors import UserError
+from microkws.models.configs import DsCnnConfig
 from microkws.models._common import check_config, fingerprint_input, flatten
-
-
-@dataclass(frozen=True)
-class DsCnnConfig:
-    """Settings of ds_cnn; the defaults are MLPerf Tiny's."""
-
-    filters: int = 64
-    """Channels of every convolution."""
-    first_kernel: tuple[int, int] = (10, 4)
-    """First (standard) convolution kernel (frames, bins)."""
-    first_strides: tuple[int, int] = (2, 2)
-    """First convolution strides (frames, bins)."""
-    blocks: int = 4
-    """Depthwise-separable blocks."""
-    depthwise_kernel: tuple[int, int] = (3, 3)
-    """Kernel of each depthwise convolution (frames, bins)."""
-    first_dropout_rate: float = 0.2
-    """Dropout after the first convolution; the builder's dropout_rate is the one before pooling."""
-    weight_decay: float = 1e-4
-    """L2 penalty on every convolution kernel (MLPerf's weight_decay); 0 for none."""
-
-    def __post_init__(self):
-        if not 0.0 <= self.first_dropout_rate < 1.0:
-            raise UserError(f"DsCnnConfig.first_dropout_rate must be in [0, 1), got {self.first_dropout_rate!r}")
-        if self.weight_decay < 0:
-            raise UserError(f"DsCnnConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
 
 
 def build(*, input_shape, label_count, dropout_rate=0.4, config=DsCnnConfig()):

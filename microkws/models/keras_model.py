@@ -14,7 +14,7 @@ enough that a whole validation set never sits in memory as one tensor."""
 
 def load_keras_model(path):
     """A saved microkws model (its custom layers are registered by importing microkws.models)."""
-    import microkws.models  # noqa: F401 - registers StaticReshape and the other custom layers
+    import microkws.models.builders  # noqa: F401 - registers StaticReshape and the other custom layers
 
     try:
         return keras.saving.load_model(path, compile=False)

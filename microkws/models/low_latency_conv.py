@@ -10,23 +10,10 @@ As in the original, the hidden dense layers have no activation: only the
 convolution has a ReLU. Dropout follows the ReLU and each hidden dense layer.
 """
 
-from dataclasses import dataclass
-
 from microkws._tensorflow import keras
 
+from microkws.models.configs import LowLatencyConvConfig
 from microkws.models._common import check_config, fingerprint_input, flatten, original_init
-
-
-@dataclass(frozen=True)
-class LowLatencyConvConfig:
-    """Settings of low_latency_conv; the defaults are the original's."""
-
-    kernel_bins: int = 8
-    """Width of the convolution kernel in bins; its height is always every frame."""
-    filters: int = 186
-    """Output channels of the convolution."""
-    hidden_units: tuple[int, ...] = (128, 128)
-    """Units of each hidden (linear) dense layer."""
 
 
 def build(*, input_shape, label_count, dropout_rate=0.5, config=LowLatencyConvConfig()):

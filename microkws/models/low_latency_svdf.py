@@ -26,23 +26,10 @@ counterpart here. (A grouped Conv2D would express the same thing but trains
 hundreds of times slower on CPU, through XLA.)
 """
 
-from dataclasses import dataclass
-
 from microkws._tensorflow import keras
 
+from microkws.models.configs import LowLatencySvdfConfig
 from microkws.models._common import StaticReshape, check_config, fingerprint_input, flatten, original_init
-
-
-@dataclass(frozen=True)
-class LowLatencySvdfConfig:
-    """Settings of low_latency_svdf; the defaults are the original's."""
-
-    units: int = 1280
-    """SVDF output units (nodes)."""
-    rank: int = 2
-    """Separable filter pairs summed per unit."""
-    hidden_units: tuple[int, ...] = (256, 256)
-    """Units of each hidden (linear) dense layer."""
 
 
 def build(*, input_shape, label_count, dropout_rate=0.5, config=LowLatencySvdfConfig()):

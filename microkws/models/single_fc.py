@@ -4,16 +4,10 @@ The original's sanity-check model: no hidden layer, no nonlinearity and no
 dropout. For 49x40 input and 4 labels it has 1960*4 + 4 = 7,844 parameters.
 """
 
-from dataclasses import dataclass
-
 from microkws._tensorflow import keras
 
+from microkws.models.configs import SingleFcConfig
 from microkws.models._common import check_config, fingerprint_input, original_init
-
-
-@dataclass(frozen=True)
-class SingleFcConfig:
-    """single_fc has no settings; the class keeps every builder's signature alike."""
 
 
 def build(*, input_shape, label_count, dropout_rate=0.5, config=SingleFcConfig()):

@@ -6,23 +6,10 @@ conv 10x8x1x8 + 8, SAME, stride 2 -> 25x20x8; dense 4000x4 + 4;
 16,652 parameters and 336,000 multiply-accumulates.
 """
 
-from dataclasses import dataclass
-
 from microkws._tensorflow import keras
 
+from microkws.models.configs import TinyConvConfig
 from microkws.models._common import check_config, fingerprint_input, flatten, original_init
-
-
-@dataclass(frozen=True)
-class TinyConvConfig:
-    """Settings of tiny_conv; the defaults are the original's."""
-
-    kernel: tuple[int, int] = (10, 8)
-    """Convolution kernel (frames, bins)."""
-    filters: int = 8
-    """Output channels of the convolution."""
-    strides: tuple[int, int] = (2, 2)
-    """Convolution strides (frames, bins); padding is SAME."""
 
 
 def build(*, input_shape, label_count, dropout_rate=0.5, config=TinyConvConfig()):

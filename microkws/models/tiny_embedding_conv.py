@@ -7,29 +7,10 @@ conv 10x8x8x8 + 8, SAME, stride 8 -> 4x3x8; dense 96x4 + 4;
 6,164 parameters and 381,824 multiply-accumulates.
 """
 
-from dataclasses import dataclass
-
 from microkws._tensorflow import keras
 
+from microkws.models.configs import TinyEmbeddingConvConfig
 from microkws.models._common import check_config, fingerprint_input, flatten, original_init
-
-
-@dataclass(frozen=True)
-class TinyEmbeddingConvConfig:
-    """Settings of tiny_embedding_conv; the defaults are the original's."""
-
-    first_kernel: tuple[int, int] = (10, 8)
-    """First convolution kernel (frames, bins)."""
-    first_filters: int = 8
-    """Output channels of the first convolution."""
-    first_strides: tuple[int, int] = (2, 2)
-    """First convolution strides (frames, bins); padding is SAME."""
-    second_kernel: tuple[int, int] = (10, 8)
-    """Second convolution kernel (frames, bins)."""
-    second_filters: int = 8
-    """Output channels of the second convolution."""
-    second_strides: tuple[int, int] = (8, 8)
-    """Second convolution strides (frames, bins); padding is SAME."""
 
 
 def build(*, input_shape, label_count, dropout_rate=0.5, config=TinyEmbeddingConvConfig()):

@@ -4,6 +4,7 @@ from dataclasses import asdict, dataclass
 
 from microkws._config import finite_number, settings_from_dict, whole_number
 from microkws.errors import UserError
+from microkws.models import CONFIGS, check_architecture
 
 OPTIMIZERS = ("gradient_descent", "momentum", "adam")
 
@@ -62,18 +63,11 @@ class TrainConfig:
             raise UserError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-        from microkws.models import MODELS
-
-        if self.model_architecture not in MODELS:
-            raise UserError(
-                f"unknown model architecture {self.model_architecture!r}; choose one of {', '.join(MODELS)}"
-            )
+        check_architecture(self.model_architecture)
         self.model_settings()  # a bad field is an error now, not when training starts
 
     def model_settings(self):
         """The architecture's config object (microkws.models.CONFIGS), from `model_config`."""
-        from microkws.models import CONFIGS
-
         return settings_from_dict(CONFIGS[self.model_architecture], self.model_config or {},
                                   source="model_config", kind=self.model_architecture)
 

@@ -1,0 +1,14 @@
+"""The builders, one module per architecture: importing this loads Keras."""
+
+from microkws.models import conv, ds_cnn, low_latency_conv, low_latency_svdf, single_fc, tiny_conv, tiny_embedding_conv
+
+MODELS = {
+    "single_fc": single_fc.build,
+    "conv": conv.build,
+    "low_latency_conv": low_latency_conv.build,
+    "low_latency_svdf": low_latency_svdf.build,
+    "tiny_conv": tiny_conv.build,
+    "tiny_embedding_conv": tiny_embedding_conv.build,
+    "ds_cnn": ds_cnn.build,
+}
+"""Architecture name -> builder(*, input_shape, label_count, dropout_rate, config) -> keras.Model."""
