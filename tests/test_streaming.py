@@ -10,13 +10,9 @@ import soundfile
 from microkws.cli import main
 from microkws.errors import UserError
 from microkws.streaming import RecognizeCommands, StreamingRecognizer, recognize_stream, stream_outputs
-from microkws.streaming.accuracy import (
-    GroundTruth,
-    det_point,
-    match_commands,
-    read_ground_truth,
-    streaming_accuracy,
-)
+from microkws.streaming.accuracy import streaming_accuracy
+from microkws.streaming.det import det_point
+from microkws.streaming.groundtruth import GroundTruth, match_commands, read_ground_truth
 
 REFERENCE_MODEL = "micro_speech_quantized.tflite"
 REFERENCE_LABELS = ("silence", "unknown", "yes", "no")

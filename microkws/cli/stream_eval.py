@@ -43,7 +43,8 @@ def add_arguments(parser):
 
 
 def run(args):
-    from microkws.streaming.accuracy import evaluate_stream, format_stream_report, write_det
+    from microkws.streaming.accuracy import evaluate_stream, format_stream_report
+    from microkws.streaming.det import DetPoint, write_det
 
     model = model_from_args(args)
     report = evaluate_stream(
@@ -52,14 +53,14 @@ def run(args):
         suppression_ms=args.suppression_ms, minimum_count=args.minimum_count,
         time_tolerance_ms=args.time_tolerance_ms, progress=not args.no_progress,
     )
-    print(format_stream_report(report, commands=args.show_commands))
+    if args.json != "-":  # --json alone prints the report instead of the table
+        print(format_stream_report(report, commands=args.show_commands))
     if args.det:
-        from microkws.streaming.accuracy import DetPoint
-
         points = [DetPoint.from_dict(point) for point in report["det"]]
         title = f"{os.path.basename(model.path)} on {os.path.basename(args.wav)} ({report['duration_s']:.0f} s)"
         csv_path, png_path = write_det(args.det, points, title=title)
-        print(f"DET curve: {png_path}, {csv_path}")
+        if args.json != "-":
+            print(f"DET curve: {png_path}, {csv_path}")
     if args.json:
         write_json_output(args.json, report)
     return 0

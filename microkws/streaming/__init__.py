@@ -2,12 +2,16 @@
 
 recognize.py   RecognizeCommands, TFLM micro_speech's post-processing of per-window scores
 stream.py      running a model every few ms over audio with a continuously running frontend
-accuracy.py    ground-truth files, the original's streaming accuracy, false accepts / rejects and DET curves
+groundtruth.py ground-truth files ("label,time_ms") and matching commands to them
+det.py         false accepts per hour and false rejects over a threshold sweep, and the DET curve
+accuracy.py    the original's streaming accuracy of a model on a recording, with the DET sweep
 testwav.py     long test recordings of test-split words over background noise, with their ground truth
 listen.py      live recognition from the microphone, or from a file at real-time pace
 """
 
-from microkws.streaming.accuracy import evaluate_stream, read_ground_truth, streaming_accuracy, write_det
+from microkws.streaming.accuracy import evaluate_stream, streaming_accuracy
+from microkws.streaming.det import write_det
+from microkws.streaming.groundtruth import read_ground_truth
 from microkws.streaming.recognize import RecognizeCommands, Recognition, recognize_stream
 from microkws.streaming.stream import StreamingRecognizer, WindowResult, stream_outputs
 from microkws.streaming.testwav import make_streaming_test_wav

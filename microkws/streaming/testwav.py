@@ -21,7 +21,11 @@ import logging
 
 import numpy as np
 
+from microkws.audio import to_int16
+from microkws.dataset import UNKNOWN_LABEL, index_dataset, load_backgrounds, load_clips
 from microkws.errors import UserError
+from microkws.files import write_with
+from microkws.streaming.groundtruth import GroundTruth, write_ground_truth
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +42,6 @@ def make_streaming_test_wav(data_config, *, audio_path, labels_path, duration_s=
     the test split is used). Returns {"words": ..., "unknown_words": ..., "duration_s": ..., "audio":
     path, "labels": path}.
     """
-    from microkws.audio import to_int16
-    from microkws.dataset import UNKNOWN_LABEL, index_dataset, load_backgrounds, load_clips
-    from microkws.files import write_with
-    from microkws.streaming.accuracy import GroundTruth, write_ground_truth
-
     if duration_s <= 0 or word_gap_ms < 0 or not 0 <= unknown_percentage <= 100 or not 0 <= background_volume <= 1:
         raise UserError("duration must be positive, word_gap_ms not negative, unknown_percentage in 0..100 and "
                         "background_volume in 0..1")
@@ -57,28 +56,10 @@ def make_streaming_test_wav(data_config, *, audio_path, labels_path, duration_s=
                         "(clip_duration_ms + word_gap_ms)")
 
     index = index_dataset(data_config)
-    pools = {word: [] for word in data_config.wanted_words}
-    for example in index.partitions["testing"]:
-        if example.label in pools:
-            pools[example.label].append(example.path)
-    pools[UNKNOWN_LABEL] = [example.path for example in index.unknown_pool["testing"]]
-    empty = [word for word in data_config.wanted_words if not pools[word]]
-    if empty:
-        raise UserError(f"{data_config.data_dir}: no test-split clips of {', '.join(empty)}")
-    if unknown_percentage > 0 and not pools[UNKNOWN_LABEL]:
-        raise UserError(f"{data_config.data_dir}: no test-split clips of other words to use as unknown words; "
-                        "pass --unknown_percentage 0")
-
+    pools = _test_clip_pools(index, data_config, unknown_percentage)
     # Decide every word first, then read only the clips used.
-    draws = {label: _Cycle(paths, rng) for label, paths in pools.items() if paths}
-    plan = []
-    for i in range(how_many):
-        offset = i * stride + (int(rng.integers(gap)) if gap > 0 else 0)
-        if rng.integers(100) < unknown_percentage:
-            label = UNKNOWN_LABEL
-        else:
-            label = data_config.wanted_words[int(rng.integers(len(data_config.wanted_words)))]
-        plan.append((offset, label, draws[label].next()))
+    plan = _plan_words(pools, data_config.wanted_words, rng, how_many=how_many, stride=stride, gap=gap,
+                       unknown_percentage=unknown_percentage)
 
     track = np.zeros(total, np.float32)
     backgrounds = load_backgrounds(index.background_paths, sample_rate=sample_rate, min_length=clip)
@@ -100,6 +81,36 @@ def make_streaming_test_wav(data_config, *, audio_path, labels_path, duration_s=
     unknown = sum(1 for _, label, _ in plan if label == UNKNOWN_LABEL)
     return {"audio": audio_path, "labels": labels_path, "duration_s": total / sample_rate, "words": len(plan),
             "unknown_words": unknown}
+
+
+def _test_clip_pools(index, data_config, unknown_percentage):
+    """{label: test-split clip paths} of each wanted word and of _unknown_ (every other word)."""
+    pools = {word: [] for word in data_config.wanted_words}
+    for example in index.partitions["testing"]:
+        if example.label in pools:
+            pools[example.label].append(example.path)
+    pools[UNKNOWN_LABEL] = [example.path for example in index.unknown_pool["testing"]]
+    empty = [word for word in data_config.wanted_words if not pools[word]]
+    if empty:
+        raise UserError(f"{data_config.data_dir}: no test-split clips of {', '.join(empty)}")
+    if unknown_percentage > 0 and not pools[UNKNOWN_LABEL]:
+        raise UserError(f"{data_config.data_dir}: no test-split clips of other words to use as unknown words; "
+                        "pass --unknown_percentage 0")
+    return pools
+
+
+def _plan_words(pools, wanted_words, rng, *, how_many, stride, gap, unknown_percentage):
+    """[(offset in samples, label, clip path)] of each word slot, drawn as the module docstring says."""
+    draws = {label: _Cycle(paths, rng) for label, paths in pools.items() if paths}
+    plan = []
+    for i in range(how_many):
+        offset = i * stride + (int(rng.integers(gap)) if gap > 0 else 0)
+        if rng.integers(100) < unknown_percentage:
+            label = UNKNOWN_LABEL
+        else:
+            label = wanted_words[int(rng.integers(len(wanted_words)))]
+        plan.append((offset, label, draws[label].next()))
+    return plan
 
 
 class _Cycle:

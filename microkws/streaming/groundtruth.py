@@ -1,0 +1,92 @@
+"""Ground truth of a stream: which word was said when, read from and written to "label,time_ms" files,
+and the original test_streaming_accuracy's rule for matching found commands to it.
+
+A ground-truth file has one "label,time_ms" line per spoken word (the format of the original
+generate_streaming_test_wav; spaces after the comma are fine), time_ms being where the word's
+one-second clip starts. Unknown words are labelled `_unknown_`.
+"""
+
+import math
+from dataclasses import dataclass
+
+from microkws.dataset.labels import label_role
+from microkws.errors import UserError
+from microkws.files import write_text
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """One word said in the stream."""
+
+    label: str
+    """As the dataset names it: a word, or _unknown_."""
+    time_ms: float
+    """Start of the word's clip, in ms."""
+
+
+def read_ground_truth(path, labels=None):
+    """GroundTruth entries of a "label,time_ms" file, in time order.
+
+    With the model's `labels`, a label the model does not know is a UserError (as a file made
+    for other wanted words would give). Labels are compared by role, so "unknown" and "_unknown_" agree.
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such labels file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: cannot read ({error})") from None
+    entries = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = [field.strip() for field in line.split(",")]
+        try:
+            if len(fields) != 2 or not fields[0]:
+                raise ValueError
+            time_ms = float(fields[1])
+            if not math.isfinite(time_ms) or time_ms < 0:
+                raise ValueError
+        except ValueError:
+            raise UserError(f"{path}:{number}: expected 'label,time_ms', got {line.strip()!r}") from None
+        entries.append(GroundTruth(label_role(fields[0]), time_ms))
+    if labels is not None:
+        known = {label_role(label) for label in labels}
+        strangers = sorted({entry.label for entry in entries} - known)
+        if strangers:
+            raise UserError(f"{path}: names {', '.join(strangers)}, which the model does not know (its labels: "
+                            f"{', '.join(labels)}); was it made for other --wanted_words?")
+    return sorted(entries, key=lambda entry: entry.time_ms)
+
+
+def write_ground_truth(path, entries):
+    """Write GroundTruth entries as "label,time_ms" lines (atomically)."""
+    return write_text(path, "".join(f"{entry.label},{_number(entry.time_ms)}\n" for entry in entries))
+
+
+def match_commands(commands, ground_truth, *, time_tolerance_ms=1500):
+    """For each (label, time_ms) command: ("correct" | "wrong" | "false_positive", index of the matched word or None).
+
+    The original's rule: the first ground-truth word within the tolerance is the match.
+    """
+    matched_before = set()
+    outcomes = []
+    for label, time_ms in commands:
+        outcome = ("false_positive", None)
+        for index, truth in enumerate(ground_truth):
+            if truth.time_ms > time_ms + time_tolerance_ms:
+                break
+            if truth.time_ms < time_ms - time_tolerance_ms:
+                continue
+            correct = label_role(label) == truth.label and index not in matched_before
+            outcome = ("correct" if correct else "wrong", index)
+            matched_before.add(index)
+            break
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _number(value):
+    """A time in ms without needless digits: 1234.5625 -> "1234.5625", 2000.0 -> "2000"."""
+    return f"{value:.4f}".rstrip("0").rstrip(".")
