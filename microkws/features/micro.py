@@ -168,6 +168,9 @@ def _run(plan, batch, estimates, threads):
 
 @lru_cache(maxsize=4)
 def _pool(workers):
+    # Kept for the process, deliberately: a pool per call measured 9.5-11.9 ms per 100-clip batch against
+    # 8.5-8.9 ms with this one (training featurises a batch every step). concurrent.futures joins its
+    # threads at interpreter exit, so nothing outlives the process.
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="microkws-frontend")
 
 
