@@ -6,7 +6,10 @@ chains its stages from the top.
 """
 
 from microkws.device import verify
+from microkws.device.budget import check_budget, model_costs
 from microkws.export import export_run
+from microkws.report import write_report_or_warn
+from microkws.streaming.calibrate import DEFAULT_FALSE_ACCEPTS_PER_HOUR, calibrate_run
 from microkws.train import train
 from microkws.train.rundir import REPORT_FILE, TFLITE_FILE
 
@@ -24,12 +27,37 @@ def export_and_verify(run_dir, *, verify_model=True, progress=True, **export_opt
     return {**exported, "report": report}
 
 
-def train_and_export(run_dir, *, export=True, progress=True, **train_options):
+def train_and_export(run_dir, *, export=True, calibrate=False, false_accepts_per_hour=DEFAULT_FALSE_ACCEPTS_PER_HOUR,
+                     budget=None, progress=True, **train_options):
     """Train into `run_dir` (microkws.train.train's options), then export and verify the best model.
 
-    Returns train's metrics; with `export`, metrics["export"] holds the files and device report.
+    Returns train's metrics; with `export`, metrics["export"] holds the files and device report. With
+    `export` and `calibrate` (as `microkws train` does), the detection settings are then chosen on an hour
+    of validation speakers (microkws.streaming.calibrate, 5 minutes for tiny_conv): detection.json,
+    and metrics["detection"]. Missing `false_accepts_per_hour` there is a warning, not an error.
+    `budget` (device.Targets): refuse, before training, a model whose int8 conversion would not fit it.
     """
+    if budget is not None:
+        check_fit(budget, train_options)
     metrics = train(run_dir, progress=progress, **train_options)
     if export:
         metrics["export"] = export_and_verify(run_dir, progress=progress)
+        if calibrate:
+            calibration = calibrate_run(run_dir, false_accepts_per_hour=false_accepts_per_hour,
+                                        require_target=False, progress=progress)
+            metrics["detection"] = {**calibration.to_dict(), "summary": calibration.summary()}
+    metrics["report"] = write_report_or_warn(run_dir)  # report.png, or None (and a warning) if it cannot be drawn
     return metrics
+
+
+def check_fit(budget, train_options):
+    """A one-line error if the model of `train_options` (train()'s keyword arguments) would not fit `budget`."""
+    from microkws.features import FeatureConfig
+    from microkws.train import TrainConfig
+
+    settings = train_options.get("train_config") or TrainConfig()
+    features = train_options.get("feature_config") or FeatureConfig()
+    labels = len(train_options["data_config"].labels)
+    costs = model_costs(settings, features, labels)
+    check_budget(costs, budget, what=f"{settings.model_architecture} with model_config {settings.model_config}")
+    return costs

@@ -89,7 +89,7 @@ def test_format_report_is_a_short_table(reference_report):
     from microkws.device import format_report
 
     text = format_report(reference_report)
-    assert "18,800 bytes   target <= 19,000: met" in text
+    assert "18,800 bytes   target <= 20,480: met" in text
     assert "4/4 as expected" in text
     assert len(text.splitlines()) == 9
 
@@ -110,10 +110,11 @@ def test_verify_cli_takes_the_boards_budget(testvectors, tmp_path, capsys):
 
     argv = ["verify", str(testvectors / REFERENCE_MODEL), "--report", str(tmp_path / "r.json"),
             "--labels", "silence,unknown,yes,no"]
-    assert main([*argv, "--flash_budget", "16K", "--arena-budget", "8000"]) == 0
+    assert main([*argv, "--flash_budget", "16K", "--arena-budget", "8000", "--macs_budget", "300000"]) == 0
     out = capsys.readouterr().out
     assert "18,800 bytes   target <= 16,384: NOT MET" in out
     assert "7,584 bytes   target <= 8,000: met" in out
+    assert "target <= 300,000: NOT MET" in out
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--flash_budget", "lots"])
     assert exit_info.value.code == 2

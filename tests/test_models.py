@@ -117,6 +117,8 @@ def test_registry_lists_every_architecture_once():
         "tiny_conv",
         "tiny_embedding_conv",
         "ds_cnn",
+        "bc_resnet",
+        "tc_resnet",
     ]
     assert CONFIGS.keys() == MODELS.keys()
 

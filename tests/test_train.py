@@ -49,6 +49,26 @@ def test_tutorial_flags_parse_in_both_spellings():
     assert modern.quantize is False and modern.check_nans is False
 
 
+def test_no_architecture_means_the_recommended_recipe_and_flags_still_win():
+    from microkws.cli.train import run_settings
+    from microkws.train.config import TrainConfig
+    from microkws.train.recipes import RECOMMENDED_AUGMENT, RECOMMENDED_TRAIN
+
+    words = ["train", "--wanted_words", "up,down", "--silence_percentage", "25", "--unknown_percentage", "25"]
+    recommended = run_settings(build_parser().parse_args(words))
+    assert recommended.train == RECOMMENDED_TRAIN and recommended.augment == RECOMMENDED_AUGMENT
+    assert recommended.train.model_architecture != "tiny_conv"
+    # A flag changes its setting only; the rest of the recipe stays.
+    tweaked = run_settings(build_parser().parse_args([*words, "--optimizer", "adam", "--weight_decay", "0",
+                                                      "--time_shift_ms", "100"]))
+    assert tweaked.train.optimizer == "adam" and tweaked.train.label_smoothing == RECOMMENDED_TRAIN.label_smoothing
+    assert tweaked.augment.time_shift_ms == 100 and tweaked.augment.gain_db == RECOMMENDED_AUGMENT.gain_db
+    # Naming an architecture, as the tutorial does, keeps the original's schedule and augmentation.
+    tutorial = run_settings(build_parser().parse_args(["train", *TUTORIAL]))
+    assert tutorial.train == TrainConfig(quantize=True)
+    assert tutorial.augment.gain_db == 0 and tutorial.augment.time_masks == 0
+
+
 def test_short_run_leaves_a_complete_run_directory(mini_dataset, tmp_path):
     run_dir = tmp_path / "run"
     metrics = train(run_dir, data_config=data_config(mini_dataset), train_config=short_config(),
@@ -217,3 +237,16 @@ def test_config_that_is_not_a_run_is_one_error(tmp_path, capsys):
     assert "data.wanted_words must be a list" in capsys.readouterr().err
     assert main(["train", "--config", str(tmp_path / "nothing"), "--train_dir", str(tmp_path / "run")]) == 2
     assert "no such run directory or settings file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_recommended_model_made_too_big_is_refused_before_training(mini_dataset, tmp_path, capsys):
+    from microkws.cli import main
+
+    run_dir = tmp_path / "run"
+    assert main(["train", "--data_dir", str(mini_dataset), "--wanted_words", "up,down", "--model_config",
+                 '{"stage_filters": [48, 64, 64, 96]}', "--train_dir", str(run_dir), "--no_progress"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "does not fit the budget: flash" in error and "over the 20,480 budget" in error
+    assert len(error.splitlines()) == 1
+    assert not (run_dir / "config.json").exists()

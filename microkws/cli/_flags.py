@@ -16,7 +16,8 @@ import os
 from microkws.dataset import AugmentConfig, DataConfig
 from microkws.features import PREPROCESS_MODES, FeatureConfig
 from microkws.models import ARCHITECTURES
-from microkws.train.config import OPTIMIZERS, TrainConfig
+from microkws.train.config import CHECKPOINT_METRICS, OPTIMIZERS, SCHEDULES, TrainConfig
+from microkws.train.rundir import DETECTION_FILE
 
 UNSET = None
 """The default of a flag whose value comes from a base config (train --config): "not given"."""
@@ -219,6 +220,19 @@ def add_augment_arguments(parser, *, defaults=True):
                 help="how loud the background noise is, at most")
     add_setting(group, AugmentConfig, "background_frequency", type=number(), metavar="P", defaults=defaults,
                 help="share of training clips with background noise")
+    add_setting(group, AugmentConfig, "gain_db", type=number(), metavar="DB", defaults=defaults,
+                help="random gain of each word clip, up to +-DB decibels")
+    add_setting(group, AugmentConfig, "background_snr_db", type=number_list(), metavar="LOW,HIGH",
+                defaults=defaults, help="mix noise at a signal-to-noise ratio drawn in [LOW, HIGH] dB instead of "
+                "at --background_volume")
+    add_setting(group, AugmentConfig, "time_masks", type=number(whole=True), metavar="N", defaults=defaults,
+                help="SpecAugment: bands of frames blanked per example")
+    add_setting(group, AugmentConfig, "time_mask_frames", type=number(whole=True), metavar="F", defaults=defaults,
+                help="SpecAugment: widest time band, in frames")
+    add_setting(group, AugmentConfig, "frequency_masks", type=number(whole=True), metavar="N", defaults=defaults,
+                help="SpecAugment: bands of channels blanked per example")
+    add_setting(group, AugmentConfig, "frequency_mask_bins", type=number(whole=True), metavar="B",
+                defaults=defaults, help="SpecAugment: widest frequency band, in channels")
     return group
 
 
@@ -240,6 +254,17 @@ def add_training_arguments(parser, *, defaults=True):
     add_setting(group, TrainConfig, "save_step_interval", type=number(whole=True), metavar="N", defaults=defaults,
                 help="checkpoint every N steps")
     add_setting(group, TrainConfig, "optimizer", choices=OPTIMIZERS, defaults=defaults, help="the optimizer")
+    add_setting(group, TrainConfig, "weight_decay", type=number(), metavar="W", defaults=defaults,
+                help="adamw's decoupled weight decay")
+    add_setting(group, TrainConfig, "learning_rate_schedule", choices=SCHEDULES, defaults=defaults,
+                help="phases: each phase's rate held (the original); cosine: warm-up, then cosine decay to 0")
+    add_setting(group, TrainConfig, "warmup_steps", type=number(whole=True), metavar="N", defaults=defaults,
+                help="linear warm-up steps of the cosine schedule")
+    add_setting(group, TrainConfig, "label_smoothing", type=number(), metavar="S", defaults=defaults,
+                help="share of each target spread over the labels")
+    add_setting(group, TrainConfig, "checkpoint_metric", choices=CHECKPOINT_METRICS, defaults=defaults,
+                help="validation score that picks the best checkpoint: balanced_accuracy weighs a missed "
+                     "keyword and a false accept alike; accuracy counts every clip alike")
     add_setting(group, TrainConfig, "dropout_rate", type=number(), metavar="R", defaults=defaults,
                 help="dropout while training (default: the architecture's, 0.5 for the original models)")
     add_setting(group, TrainConfig, "quantize", type=str_to_bool, metavar="0|1", defaults=defaults,
@@ -249,6 +274,8 @@ def add_training_arguments(parser, *, defaults=True):
     add_setting(group, TrainConfig, "fresh_unknowns", type=str_to_bool, metavar="0|1", defaults=defaults,
                 help="draw unknown examples from all other words on every step; 0 reuses the original's single "
                      "fixed draw")
+    add_setting(group, TrainConfig, "balanced_batches", type=str_to_bool, metavar="0|1", defaults=defaults,
+                help="draw every label equally often in training batches (1), or clips uniformly as the original")
     add_setting(group, TrainConfig, "seed", type=number(whole=True), defaults=defaults,
                 help="random seed of the run")
     return group
@@ -303,20 +330,60 @@ def model_from_args(args):
 
 
 def add_recognition_arguments(parser):
-    """RecognizeCommands' settings (stream-eval and listen)."""
-    from microkws.streaming.recognize import DEVICE_THRESHOLD
+    """RecognizeCommands' settings (stream-eval and listen). A flag not given takes the run's calibrated
+    setting (detection.json) or the device's default: see `detection_from_args`."""
+    from microkws.streaming.recognize import DetectionSettings
+
+    def shown(name):
+        return f"default: the run's {DETECTION_FILE} when MODEL is a calibrated run, else " \
+               f"{default_of(DetectionSettings, name):g}"
 
     group = parser.add_argument_group("recognition (TFLM's RecognizeCommands)")
     add_flag(group, "--clip_stride_ms", type=number(above=0), default=20, metavar="MS",
              help="run the model every MS ms, a multiple of the feature stride (default: %(default)s)")
     add_flag(group, "--average_window_duration_ms", "--average_window_ms", "--average-window-ms",
-             type=number(1, 60_000, whole=True), default=1000, metavar="MS",
-             help="average the scores of the last MS ms (default: %(default)s)")
-    add_flag(group, "--detection_threshold", type=number(0, 1), default=DEVICE_THRESHOLD, metavar="P",
-             help="report a command when its averaged probability exceeds P (default: %(default)s, the device's "
-                  "200 of 255; the original streaming test used 0.7)")
-    add_flag(group, "--suppression_ms", type=number(0, 60_000, whole=True), default=1500, metavar="MS",
-             help="after a command, ignore the same label for MS ms (default: %(default)s)")
-    add_flag(group, "--minimum_count", type=number(0, 10_000, whole=True), default=3, metavar="N",
-             help="results needed in the averaging window before any command (default: %(default)s)")
+             type=number(1, 60_000, whole=True), default=UNSET, metavar="MS",
+             help=f"average the scores of the last MS ms ({shown('average_window_duration_ms')})")
+    add_flag(group, "--detection_threshold", type=number(0, 1), default=UNSET, metavar="P",
+             help="report a command when its averaged probability exceeds P (" + shown("detection_threshold")
+                  + ", the device's 200 of 256; the original streaming test used 0.7)")
+    add_flag(group, "--suppression_ms", type=number(0, 60_000, whole=True), default=UNSET, metavar="MS",
+             help=f"after a command, ignore the same label for MS ms ({shown('suppression_ms')})")
+    add_flag(group, "--minimum_count", type=number(0, 10_000, whole=True), default=UNSET, metavar="N",
+             help=f"results needed in the averaging window before any command ({shown('minimum_count')})")
     return group
+
+
+def detection_from_args(args, model):
+    """(DetectionSettings, a line saying where each came from) of the recognition flags: a flag given wins;
+    the others come from the run's detection.json when `model` (a KeywordModel) belongs to a calibrated
+    run, else from the device's defaults (DetectionSettings())."""
+    from microkws.streaming.calibrate import read_detection
+    from microkws.streaming.recognize import DetectionSettings
+
+    found = read_detection(model.run_dir)
+    base = found[0] if found else DetectionSettings()
+    settings = settings_from_args(DetectionSettings, args, base)
+    origin = {}
+    for field in dataclasses.fields(DetectionSettings):
+        given = getattr(args, field.name, UNSET) is not UNSET
+        origin[field.name] = f"--{field.name}" if given else found[2] if found else "default"
+    names = {"detection_threshold": "threshold {:g}", "average_window_duration_ms": "window {} ms",
+             "minimum_count": "min count {}", "suppression_ms": "suppression {} ms"}
+    line = "recognition settings: " + ", ".join(f"{text.format(getattr(settings, name))} ({origin[name]})"
+                                       for name, text in names.items())
+    if found and not found[1].get("met", True):
+        line += f"; {found[2]} did not meet its false-accept target (best reachable)"
+    if found and _calibrated_another_model(found[1], model.path):
+        line += f"; {found[2]} was chosen for an earlier {os.path.basename(model.path)}: run `microkws calibrate` again"
+    return settings, line
+
+
+def _calibrated_another_model(detection, model_path):
+    """Whether detection.json names this model file but with other contents (exported again since)."""
+    from microkws.streaming.calibrate import file_sha256
+
+    chosen_for = detection.get("model") if isinstance(detection.get("model"), dict) else {}
+    if os.path.basename(str(chosen_for.get("path", ""))) != os.path.basename(model_path):
+        return False
+    return chosen_for.get("sha256") != file_sha256(model_path)

@@ -8,10 +8,18 @@ Audio goes through the device's path in 20 ms chunks: the streaming frontend, th
 (--speed 1), faster (--speed 4) or as fast as possible (--speed 0).
 
 The microphone needs the optional sounddevice package and PortAudio: pip install "microkws[listen]"
-(Debian/Ubuntu: apt install libportaudio2). MODEL is loaded as by `microkws stream-eval`.
+(Debian/Ubuntu: apt install libportaudio2). MODEL is loaded as by `microkws stream-eval`, and a
+calibrated run's detection.json gives the recognition settings that are not given as flags.
 """
 
-from microkws.cli._flags import add_flag, add_model_arguments, add_recognition_arguments, model_from_args, number
+from microkws.cli._flags import (
+    add_flag,
+    add_model_arguments,
+    add_recognition_arguments,
+    detection_from_args,
+    model_from_args,
+    number,
+)
 
 
 def add_arguments(parser):
@@ -29,10 +37,10 @@ def add_arguments(parser):
 def run(args):
     import sys
 
-    from microkws.streaming import RecognizeCommands
     from microkws.streaming.listen import listen, microphone_chunks, wav_chunks
 
     model = model_from_args(args)
+    detection, origin = detection_from_args(args, model)
     rate = model.feature_config.sample_rate
     if args.wav:
         source = wav_chunks(args.wav, sample_rate=rate, speed=args.speed,
@@ -45,11 +53,8 @@ def run(args):
         next_chunk = next(source, None)  # opens the device now, so a missing one is an error before anything else
         source = _prepend(next_chunk, source)
         print(f"listening for {', '.join(_keywords(model))} (Ctrl-C stops)", file=sys.stderr)
-    recognizer = RecognizeCommands(
-        model.labels, average_window_duration_ms=args.average_window_duration_ms,
-        detection_threshold=model.score_threshold(args.detection_threshold), suppression_ms=args.suppression_ms,
-        minimum_count=args.minimum_count,
-    )
+    source = _say_first(origin, source)
+    recognizer = detection.recognizer(model.labels, model.score_threshold(detection.detection_threshold))
     try:
         listen(model, source, recognizer=recognizer, clip_stride_ms=args.clip_stride_ms,
                on_heard=lambda heard: print(heard, flush=True))
@@ -62,6 +67,17 @@ def _keywords(model):
     from microkws.dataset.labels import keyword_indices
 
     return [model.labels[i] for i in keyword_indices(model.labels)]
+
+
+def _say_first(line, chunks):
+    """`chunks`, printing `line` to stderr before the first: after the audio opened, so that a missing
+    microphone or a bad file stays a one-line error."""
+    import sys
+
+    for index, chunk in enumerate(chunks):
+        if index == 0:
+            print(line, file=sys.stderr)
+        yield chunk
 
 
 def _prepend(first, rest):

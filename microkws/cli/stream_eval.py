@@ -14,6 +14,9 @@ OUT_PREFIX.csv and a DET curve OUT_PREFIX.png.
 MODEL: a run directory (its int8 model.tflite, run on TFLite Micro's kernels; --keras for model.keras),
 a .tflite or a .keras file, loaded as by `microkws evaluate`. Thresholds are probabilities; for int8
 models they become the device's 0-255 integer threshold (0.78125 is the device's default of 200).
+A run calibrated at the end of training (or by `microkws calibrate`) has its chosen threshold, window
+and minimum count in RUN_DIR/detection.json: they are the defaults here, and a flag given overrides
+its setting. The settings used and where each came from are printed first (to stderr).
 """
 
 import os
@@ -23,6 +26,7 @@ from microkws.cli._flags import (
     add_json_argument,
     add_model_arguments,
     add_recognition_arguments,
+    detection_from_args,
     model_from_args,
     number,
     write_json_output,
@@ -43,16 +47,22 @@ def add_arguments(parser):
 
 
 def run(args):
+    import sys
+
     from microkws.streaming.accuracy import evaluate_stream, format_stream_report
     from microkws.streaming.det import DetPoint, write_det
 
     model = model_from_args(args)
+    detection, origin = detection_from_args(args, model)
     report = evaluate_stream(
         model, args.wav, args.ground_truth, clip_stride_ms=args.clip_stride_ms,
-        average_window_duration_ms=args.average_window_duration_ms, detection_threshold=args.detection_threshold,
-        suppression_ms=args.suppression_ms, minimum_count=args.minimum_count,
-        time_tolerance_ms=args.time_tolerance_ms, progress=not args.no_progress,
+        average_window_duration_ms=detection.average_window_duration_ms,
+        detection_threshold=detection.detection_threshold, suppression_ms=detection.suppression_ms,
+        minimum_count=detection.minimum_count, time_tolerance_ms=args.time_tolerance_ms,
+        progress=not args.no_progress,
     )
+    print(origin, file=sys.stderr)  # once the recording was read: bad input stays a one-line error
+    report["settings_origin"] = origin
     if args.json != "-":  # --json alone prints the report instead of the table
         print(format_stream_report(report, commands=args.show_commands))
     if args.det:

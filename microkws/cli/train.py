@@ -14,6 +14,10 @@ at the end, model.tflite, model_data.cc/.h, saved_model/ and device_report.json.
 
 --config RUN_DIR_OR_JSON trains again with a saved run's settings (its config.json, or a JSON
 file of the same form); flags given on the command line override them.
+
+Without --model_architecture (and without --config) it trains the recommended recipe
+(microkws.train.recipes): the model, schedule and augmentation that listen best inside
+micro_speech's budget. Flags given still override any of its settings.
 """
 
 import logging
@@ -27,11 +31,13 @@ from microkws.cli._flags import (
     add_training_arguments,
     data_config_from_args,
     feature_config_from_args,
+    number,
     settings_from_args,
     str_to_bool,
 )
 from microkws.dataset import AugmentConfig
 from microkws.errors import UserError
+from microkws.streaming.calibrate import DEFAULT_FALSE_ACCEPTS_PER_HOUR
 from microkws.train.config import TrainConfig
 
 VERBOSITY = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR,
@@ -59,6 +65,11 @@ def add_arguments(parser):
              help="initialise from this checkpoint (.npz) instead of from scratch")
     add_flag(output, "--export", type=str_to_bool, default=True, metavar="0|1",
              help="export model.tflite, model_data.cc and saved_model/ and verify on TFLM at the end (default: 1)")
+    add_flag(output, "--calibrate", type=str_to_bool, default=True, metavar="0|1",
+             help="after the export, choose the detection threshold, averaging window and minimum count on an "
+                  "hour of validation speakers (RUN_DIR/detection.json; 5 minutes for tiny_conv) (default: 1)")
+    add_flag(output, "--false_accepts_per_hour", type=number(above=0), default=DEFAULT_FALSE_ACCEPTS_PER_HOUR,
+             metavar="N", help="the calibration's target: at most N false accepts per hour (default: %(default)g)")
     add_flag(output, "--verbosity", choices=sorted(VERBOSITY), default="info", help="log level (default: info)")
     add_flag(output, "--no_progress", action="store_true", help="no progress bar")
 
@@ -70,6 +81,11 @@ def run_settings(args):
     base = None
     if args.config:
         base = read_run_config(args.config) if os.path.isdir(args.config) else settings_file_config(args.config)
+    elif args.model_architecture is None:
+        from microkws.train.recipes import recommended_recipe
+
+        augment, train = recommended_recipe()
+        base = RunConfig(data=data_config_from_args(args), augment=augment, train=train)
     return RunConfig(
         data=data_config_from_args(args, base.data if base else None),
         features=feature_config_from_args(args, base.features if base else None),
@@ -94,10 +110,23 @@ def run(args):
     metrics = train_and_export(
         args.train_dir, data_config=config.data, feature_config=config.features, augment_config=config.augment,
         train_config=config.train, start_checkpoint=args.start_checkpoint or None,
-        summaries_dir=args.summaries_dir, export=args.export, progress=not args.no_progress,
+        summaries_dir=args.summaries_dir, export=args.export, calibrate=args.calibrate,
+        false_accepts_per_hour=args.false_accepts_per_hour, progress=not args.no_progress,
+        budget=_budget_to_check(args),
     )
     print_summary(metrics, args.train_dir)
     return 0
+
+
+def _budget_to_check(args):
+    """micro_speech's budget when the recommended recipe's model was changed (--model_config without an
+    architecture): the recipe promises a model that fits, so a change that breaks that is refused before
+    training. The recipe's own model is checked by the tests, not on every run."""
+    if args.config or args.model_architecture is not None or args.model_config is None:
+        return None
+    from microkws.device import Targets
+
+    return Targets()
 
 
 def print_summary(metrics, train_dir):
@@ -116,3 +145,5 @@ def print_summary(metrics, train_dir):
         from microkws.device import format_report
 
         print(format_report(metrics["export"]["report"]))
+    if metrics.get("detection"):
+        print(metrics["detection"]["summary"])

@@ -12,10 +12,10 @@ the run directory, else beside the model, or --report).
 A model inside a run directory takes its features, labels, test split and
 float model from the run. Otherwise --data_dir (with the data flags) names a
 test split and the feature flags describe the features (default: micro_speech's).
-The budget is printed as met or not: by default the reference recipe's, at
-most 19,000 bytes, a 10 KB arena, and int8 within 0.5 points of float;
---flash_budget and --arena_budget set your board's (ds_cnn needs about 42K
-and 71K).
+The budget is printed as met or not: by default micro_speech's, at most
+20K bytes of flash, a 28K arena, 2 M multiply-accumulates, and int8 within 0.5
+points of float; --flash_budget, --arena_budget and --macs_budget set your
+board's (ds_cnn needs about 42K, 71K and 10.6M).
 """
 
 from microkws.cli._flags import (
@@ -28,6 +28,7 @@ from microkws.cli._flags import (
     data_config_from_args,
     default_of,
     feature_config_from_args,
+    number,
     write_json_output,
 )
 from microkws.device.report import Targets
@@ -46,6 +47,8 @@ def add_arguments(parser):
              help="largest model your board takes (default: micro_speech's %(default)s)")
     add_flag(parser, "--arena_budget", type=byte_count, default=default_of(Targets, "arena_bytes"), metavar="BYTES",
              help="largest tensor arena your board can give (default: micro_speech's %(default)s)")
+    add_flag(parser, "--macs_budget", type=number(above=0, whole=True), default=default_of(Targets, "macs"),
+             metavar="N", help="most multiply-accumulates per inference (default: %(default)s)")
     add_data_arguments(parser)
     add_feature_arguments(parser)
 
@@ -62,7 +65,7 @@ def run(args):
         labels=read_labels(args.labels),
         report_path=args.report,
         search_arena=not args.no_arena_search,
-        targets=Targets(flash_bytes=args.flash_budget, arena_bytes=args.arena_budget),
+        targets=Targets(flash_bytes=args.flash_budget, arena_bytes=args.arena_budget, macs=args.macs_budget),
         progress=not args.no_progress,
     )
     if args.json:

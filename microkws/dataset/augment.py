@@ -1,4 +1,5 @@
-"""Training augmentation, as the original: time shift, background noise, silence from noise.
+"""Training augmentation: the original's time shift, background noise and silence from noise, plus
+random gain, noise at a sampled signal-to-noise ratio and SpecAugment-style masks (all off by default).
 
 Functions take arrays and a numpy Generator and return arrays, so a run is
 reproduced by its seed. Clips are float32 in [-1, 1], shape [n, samples].
@@ -23,6 +24,19 @@ class AugmentConfig:
     """Share of training clips that get background noise."""
     silence_volume: float = 1.0
     """Silence examples are background noise at a uniform volume in [0, silence_volume]."""
+    gain_db: float = 0.0
+    """Each word clip's level changes by a uniform random gain in [-gain_db, gain_db] decibels."""
+    background_snr_db: tuple[float, float] | None = None
+    """(low, high): noise is mixed in at a signal-to-noise ratio drawn uniformly in [low, high] dB of
+    the clip's own level, instead of at a volume that ignores how loud the word is. None: the volume."""
+    time_masks: int = 0
+    """SpecAugment: how many bands of frames are blanked in each training example's features."""
+    time_mask_frames: int = 0
+    """Widest time mask, in frames (each mask's width is uniform in [0, time_mask_frames])."""
+    frequency_masks: int = 0
+    """SpecAugment: how many bands of channels are blanked."""
+    frequency_mask_bins: int = 0
+    """Widest frequency mask, in channels."""
 
     def __post_init__(self):
         if self.time_shift_ms < 0:
@@ -31,6 +45,14 @@ class AugmentConfig:
             raise UserError("background_volume must not be negative")
         if not 0 <= self.background_frequency <= 1:
             raise UserError(f"background_frequency must be between 0 and 1, got {self.background_frequency}")
+        if not 0 <= self.gain_db <= 40:
+            raise UserError(f"gain_db must be from 0 to 40, got {self.gain_db}")
+        if self.background_snr_db is not None and (len(self.background_snr_db) != 2
+                                                   or self.background_snr_db[0] > self.background_snr_db[1]):
+            raise UserError(f"background_snr_db must be (low, high) with low <= high, got {self.background_snr_db}")
+        for name in ("time_masks", "time_mask_frames", "frequency_masks", "frequency_mask_bins"):
+            if not 0 <= getattr(self, name) <= 100:
+                raise UserError(f"{name} must be from 0 to 100, got {getattr(self, name)}")
 
     def to_dict(self):
         return asdict(self)
@@ -84,6 +106,7 @@ def augment(clips, is_silence, backgrounds, config, *, sample_rate, rng):
     max_shift = int(config.time_shift_ms * sample_rate / 1000)
     # The original draws from [-max_shift, max_shift): randint's upper bound is exclusive.
     shifts = rng.integers(-max_shift, max_shift, size=count) if max_shift > 0 else np.zeros(count, dtype=int)
+    gains = _gains(config, count, rng)
     volumes = np.where(
         rng.random(count) < config.background_frequency,
         rng.uniform(0, config.background_volume, size=count),
@@ -92,13 +115,50 @@ def augment(clips, is_silence, backgrounds, config, *, sample_rate, rng):
     volumes = np.where(is_silence, rng.uniform(0, config.silence_volume, size=count), volumes).astype(np.float32)
     # Row by row: slices and in-place adds beat whole-batch fancy indexing by several times.
     out = np.zeros((count, length), dtype=np.float32)
+    snrs = None if config.background_snr_db is None else rng.uniform(*config.background_snr_db, size=count)
     for row in range(count):
         if not is_silence[row]:
-            _shift_into(out[row], clips[row] * scale, int(shifts[row]))
+            _shift_into(out[row], clips[row] * (scale * gains[row]), int(shifts[row]))
         if backgrounds and volumes[row] > 0:
             piece = _random_slice(backgrounds, length, rng)
-            out[row, :len(piece)] += volumes[row] * piece
+            volume = volumes[row] if snrs is None or is_silence[row] else _snr_volume(out[row], piece, snrs[row])
+            out[row, :len(piece)] += volume * piece
     return np.clip(out, -1.0, 1.0, out=out)
+
+
+def _gains(config, count, rng):
+    if not config.gain_db:
+        return np.ones(count, dtype=np.float32)
+    return (10.0 ** (rng.uniform(-config.gain_db, config.gain_db, size=count) / 20)).astype(np.float32)
+
+
+def _snr_volume(clip, noise, snr_db):
+    """The factor that puts `noise` `snr_db` below `clip`'s power (0 for silent noise)."""
+    noise_power = float(np.mean(np.square(noise, dtype=np.float32)))
+    if noise_power <= 0:
+        return 0.0
+    clip_power = float(np.mean(np.square(clip, dtype=np.float32)))
+    return float(np.sqrt(clip_power / noise_power) * 10.0 ** (-snr_db / 20))
+
+
+def mask_features(features, config, rng):
+    """SpecAugment's time and frequency masks: [n, frames, bins] features with random bands set to 0
+    (the frontend's floor, what silence looks like). A new array; `features` is not changed."""
+    out = np.array(features, dtype=np.float32, copy=True)
+    count, frames, bins = out.shape
+    for axis, masks, widest, size in ((1, config.time_masks, config.time_mask_frames, frames),
+                                      (2, config.frequency_masks, config.frequency_mask_bins, bins)):
+        if not masks or not widest:
+            continue
+        widths = rng.integers(0, min(widest, size) + 1, size=(count, masks))
+        starts = rng.integers(0, size - widths + 1)
+        for row in range(count):
+            for start, width in zip(starts[row], widths[row]):
+                if axis == 1:
+                    out[row, start:start + width, :] = 0
+                else:
+                    out[row, :, start:start + width] = 0
+    return out
 
 
 def silence_examples(backgrounds, count, length, *, rng, volume=1.0):

@@ -1,16 +1,24 @@
-"""The budget a model is checked against, and the table `microkws verify` prints."""
+"""The budget a model is checked against, the table `microkws verify` prints, and later stages' additions
+to device_report.json."""
 
+import json
 from dataclasses import dataclass
+
+from microkws.errors import UserError
+from microkws.files import write_json
 
 
 @dataclass(frozen=True)
 class Targets:
-    """The budget of the reference recipe (tiny_conv on micro features, TFLM's micro_speech)."""
+    """micro_speech's budget: what a model may cost to drop into TFLM's micro_speech example."""
 
-    flash_bytes: int = 19_000
+    flash_bytes: int = 20 * 1024
     """Largest model flatbuffer (micro_speech_quantized.tflite is 18,800 bytes)."""
-    arena_bytes: int = 10 * 1024
-    """Largest tensor arena (micro_speech reserves 10 KB)."""
+    arena_bytes: int = 28 * 1024
+    """Largest tensor arena (micro_speech's kTensorArenaSize is 28,584 bytes)."""
+    macs: int = 2_000_000
+    """Most multiply-accumulates per inference (tiny_conv: 336,000), so that one inference stays well
+    inside the 20 ms feature stride on a Cortex-M4 at 64 MHz."""
     accuracy_drop_points: float = 0.5
     """Largest fall of test accuracy from float to int8, in percentage points."""
 
@@ -30,7 +38,7 @@ def format_report(report):
     arena = report["arena_bytes"]
     rows.append(("arena", target("arena_bytes", f"{arena:,} bytes" if arena is not None else "not measured")))
     rows.append(("ops", ", ".join(report["ops"])))
-    rows.append(("MACs", f"{report['macs']['value']:,} ({report['macs']['source']})"))
+    rows.append(("MACs", target("macs", f"{report['macs']['value']:,} ({report['macs']['source']})")))
     tensor = report["input"]
     rows.append(("input", f"{tensor['dtype']} {tensor['shape']} scale {tensor['scale']!r} zero point "
                           f"{tensor['zero_point']}; {tensor['device_mapping']}"))
@@ -70,7 +78,21 @@ def check_targets(report, targets):
     for name, value, limit in (
         ("flash_bytes", report["model_bytes"], targets.flash_bytes),
         ("arena_bytes", report["arena_bytes"], targets.arena_bytes),
+        ("macs", report["macs"]["value"], targets.macs),
         ("accuracy_drop_points", drop, targets.accuracy_drop_points),
     ):
         result[name] = {"value": value, "target": f"<= {limit:,}", "met": None if value is None else value <= limit}
     return result
+
+
+def update_device_report(path, **entries):
+    """Set top-level `entries` of the device report at `path` (e.g. detection={...} from the streaming
+    calibration), written atomically: a reader sees the old report or the new one. Returns `path`."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            report = json.load(file)
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: cannot read the device report ({error})") from None
+    if not isinstance(report, dict):
+        raise UserError(f"{path}: not a device report (expected a JSON object)")
+    return write_json(path, {**report, **entries})

@@ -1,4 +1,5 @@
-"""Models: the original speech_commands architectures and MLPerf Tiny's DS-CNN as Keras 3 models.
+"""Models: the original speech_commands architectures, MLPerf Tiny's DS-CNN and two small modern
+families (BC-ResNet, TC-ResNet) as Keras 3 models.
 
 Every model takes the flattened fingerprint, shape (frames*bins,) float32,
 and returns logits, shape (label_count,): train with
@@ -19,6 +20,8 @@ the reference's):
     tiny_conv            micro_speech's model (original)
     tiny_embedding_conv  tiny_conv with a second strided conv (original)
     ds_cnn               MLPerf Tiny's depthwise-separable CNN
+    bc_resnet            broadcasted residual learning (Kim et al. 2021), sized for micro_speech's budget
+    tc_resnet            temporal convolutions, frequency as channels (Choi et al. 2019)
 
 The settings (configs.py: CONFIGS, ARCHITECTURES) load without Keras; the builders, MODELS and
 count_macs load Keras on first use, so making or checking a TrainConfig does not start TensorFlow.
@@ -35,8 +38,8 @@ def build_model(name, *, input_shape, label_count, dropout_rate=None, config=Non
 
     dropout_rate: fraction of activations dropped while training (Keras
     Dropout; inactive at inference). None takes the architecture's default:
-    0.5 for the original six (the original train.py's keep-probability 0.5)
-    and 0.4 for ds_cnn (MLPerf's rate before pooling). Each module's docstring
+    0.5 for the original six (the original train.py's keep-probability 0.5),
+    0.4 for ds_cnn (MLPerf's rate before pooling) and 0.1 for bc_resnet and tc_resnet. Each module's docstring
     says where its dropout sits.
     config: the architecture's config (`CONFIGS[name](...)`); None for the defaults.
     Returns an uncompiled keras.Model from (frames*bins,) float32 to logits.

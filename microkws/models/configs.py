@@ -109,6 +109,58 @@ class DsCnnConfig:
             raise UserError(f"DsCnnConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
 
 
+@dataclass(frozen=True)
+class BcResNetConfig:
+    """Settings of bc_resnet; the defaults are BC-ResNet-1's widths and depths, adapted (see bc_resnet.py)."""
+
+    first_filters: int = 16
+    """Output channels of the first convolution."""
+    first_kernel: tuple[int, int] = (5, 5)
+    """First convolution kernel (frames, bins)."""
+    first_strides: tuple[int, int] = (2, 2)
+    """First convolution strides (frames, bins); the paper strides frequency only, time too halves the arena."""
+    stage_filters: tuple[int, ...] = (8, 12, 16, 20)
+    """Channels of each stage."""
+    stage_blocks: tuple[int, ...] = (2, 2, 4, 4)
+    """BC-ResBlocks of each stage."""
+    stage_frequency_strides: tuple[int, ...] = (1, 2, 2, 1)
+    """Frequency stride of each stage's first block."""
+    stage_dilations: tuple[int, ...] = (1, 1, 1, 1)
+    """Time dilation of each stage's temporal convolutions. The paper's (1, 2, 4, 8) widens the view in
+    time, but TensorFlow's converter turns a dilated depthwise convolution into SPACE_TO_BATCH_ND and
+    BATCH_TO_SPACE_ND around a plain one, with its batch norm left as MUL and ADD: ops without CMSIS-NN
+    kernels, so the default has none."""
+    head_filters: int = 32
+    """Channels of the 1x1 convolution before the average over time."""
+
+    def __post_init__(self):
+        _same_lengths(self, "stage_filters", "stage_blocks", "stage_frequency_strides", "stage_dilations")
+
+
+@dataclass(frozen=True)
+class TcResNetConfig:
+    """Settings of tc_resnet; the defaults are TC-ResNet8's (width multiplier 1)."""
+
+    first_filters: int = 16
+    """Output channels of the first temporal convolution."""
+    first_kernel: int = 3
+    """Frames the first convolution spans."""
+    block_filters: tuple[int, ...] = (24, 32, 48)
+    """Channels of each residual block; each block halves the frames (stride 2)."""
+    kernel: int = 9
+    """Frames each block's convolutions span."""
+    separable: bool = False
+    """Depthwise-separable temporal convolutions (a depthwise kx1 and a 1x1) instead of full ones:
+    about kernel times fewer parameters, for flash budgets the full blocks overrun."""
+
+
+def _same_lengths(config, *names):
+    lengths = {name: len(getattr(config, name)) for name in names}
+    if len(set(lengths.values())) != 1 or not lengths[names[0]]:
+        listed = ", ".join(f"{name} has {length}" for name, length in lengths.items())
+        raise UserError(f"{type(config).__name__}: give one value per stage to each stage field ({listed})")
+
+
 CONFIGS = {
     "single_fc": SingleFcConfig,
     "conv": ConvConfig,
@@ -117,6 +169,8 @@ CONFIGS = {
     "tiny_conv": TinyConvConfig,
     "tiny_embedding_conv": TinyEmbeddingConvConfig,
     "ds_cnn": DsCnnConfig,
+    "bc_resnet": BcResNetConfig,
+    "tc_resnet": TcResNetConfig,
 }
 """Architecture name -> its config dataclass (construct with no arguments for the defaults)."""
 ARCHITECTURES = tuple(CONFIGS)

@@ -6,6 +6,7 @@ generate_streaming_test_wav; spaces after the comma are fine), time_ms being whe
 one-second clip starts. Unknown words are labelled `_unknown_`.
 """
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -70,11 +71,17 @@ def match_commands(commands, ground_truth, *, time_tolerance_ms=1500):
 
     The original's rule: the first ground-truth word within the tolerance is the match.
     """
+    times = [truth.time_ms for truth in ground_truth]
+    # In time order (as read_ground_truth returns it) every word before the first one within the tolerance
+    # is skipped anyway: starting there gives the same matches without scanning an hour of words per command.
+    ordered = all(a <= b for a, b in zip(times, times[1:]))
     matched_before = set()
     outcomes = []
     for label, time_ms in commands:
         outcome = ("false_positive", None)
-        for index, truth in enumerate(ground_truth):
+        first = bisect.bisect_left(times, time_ms - time_tolerance_ms) if ordered else 0
+        for index in range(first, len(ground_truth)):
+            truth = ground_truth[index]
             if truth.time_ms > time_ms + time_tolerance_ms:
                 break
             if truth.time_ms < time_ms - time_tolerance_ms:

@@ -26,20 +26,72 @@ The original Python tool (speech_commands/recognize_commands.py) differs from
 the device in one rule: it reports a command only when the label changes AND
 the suppression time has passed. This module follows the device, whose
 constructor defaults (1000 ms, 200, 1500 ms, 3) are RecognizeCommands' defaults.
+
+`DetectionSettings` holds the four settings, the threshold as a probability: the
+defaults of the CLI's recognition flags and what the streaming calibration
+(microkws.streaming.calibrate) chooses for a run.
 """
 
 import collections
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from microkws._config import settings_from_dict
 from microkws.dataset.labels import SILENCE_LABEL, label_role
+from microkws.errors import UserError
 
-DEVICE_THRESHOLD = 200 / 256
-"""The device's default threshold 200 as a probability (0.78125): int8 softmax outputs step by 1/256."""
+DEVICE_SCORE_THRESHOLD = 200
+"""The device's default detection threshold, on its 0..255 scale of averaged int8 scores."""
+DEVICE_THRESHOLD = DEVICE_SCORE_THRESHOLD / 256
+"""The device's default threshold as a probability (0.78125): int8 softmax outputs step by 1/256."""
 DEVICE_MAX_RESULTS = 50
 """Results the device's queue holds (kMaxResults); a result arriving when it is full is dropped."""
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """RecognizeCommands' settings: how a stream of per-window scores becomes commands (defaults: the device's)."""
+
+    average_window_duration_ms: int = 1000
+    """Average each label's scores over the results of the last this many ms."""
+    detection_threshold: float = DEVICE_THRESHOLD
+    """A PROBABILITY (0..1): a command needs its averaged score above it. For an int8 model the device
+    compares its integer average (0..255) with floor(256 x this), `KeywordModel.score_threshold`."""
+    suppression_ms: int = 1500
+    """After a command, the same label is not reported again for this long."""
+    minimum_count: int = 3
+    """Results the window must hold before any command."""
+
+    def __post_init__(self):
+        if not 0 <= self.detection_threshold <= 1:
+            raise UserError(f"detection_threshold is a probability from 0 to 1, got {self.detection_threshold}")
+        for name in ("average_window_duration_ms", "suppression_ms", "minimum_count"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must not be negative, got {getattr(self, name)}")
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data, *, source):
+        """The settings of a dict as `to_dict` wrote it (extra keys ignored), checked; errors name `source`."""
+        if not isinstance(data, dict):
+            raise UserError(f"{source}: the detection settings must be an object, got {type(data).__name__}")
+        names = [name for name in cls.__dataclass_fields__ if name in data]
+        return settings_from_dict(cls, {name: data[name] for name in names}, source=source, kind="detection")
+
+    def recognizer(self, labels, score_threshold):
+        """A RecognizeCommands with these settings; `score_threshold`: the threshold in the scores' units
+        (`KeywordModel.score_threshold(self.detection_threshold)`)."""
+        return RecognizeCommands(labels, average_window_duration_ms=self.average_window_duration_ms,
+                                 detection_threshold=score_threshold, suppression_ms=self.suppression_ms,
+                                 minimum_count=self.minimum_count)
+
+
+DEVICE_SETTINGS = DetectionSettings()
+"""The device's RecognizeCommands defaults (1000 ms, 200/256, 1500 ms, 3)."""
 
 
 @dataclass(frozen=True)
@@ -59,8 +111,8 @@ class Recognition:
 class ScoreAverager:
     """Steps 1-3 above: the queue of recent results and their average. Knows nothing of thresholds."""
 
-    def __init__(self, label_count, *, average_window_duration_ms=1000, minimum_count=3,
-                 max_results=DEVICE_MAX_RESULTS):
+    def __init__(self, label_count, *, average_window_duration_ms=DEVICE_SETTINGS.average_window_duration_ms,
+                 minimum_count=DEVICE_SETTINGS.minimum_count, max_results=DEVICE_MAX_RESULTS):
         if average_window_duration_ms < 0 or minimum_count < 0:
             raise ValueError("average_window_duration_ms and minimum_count must not be negative")
         if max_results is not None and max_results < 1:
@@ -116,13 +168,12 @@ class ScoreAverager:
 class CommandDecider:
     """Step 4 above: turns (top label, averaged score) into new commands."""
 
-    def __init__(self, labels, *, detection_threshold, suppression_ms=1500):
+    def __init__(self, labels, *, detection_threshold, suppression_ms=DEVICE_SETTINGS.suppression_ms):
         self.labels = tuple(labels)
         self.detection_threshold = detection_threshold
         self.suppression_ms = suppression_ms
-        roles = [label_role(label) for label in self.labels]
         # The device starts from (and never suppresses after) its first label, "silence".
-        self.silence_label = self.labels[roles.index(SILENCE_LABEL)] if SILENCE_LABEL in roles else self.labels[0]
+        self.silence_label = self.labels[silence_index(self.labels)]
         self.previous_label = self.silence_label
         self.previous_time_ms = None
 
@@ -151,8 +202,9 @@ class RecognizeCommands:
     max_results: the device keeps at most 50 results and drops a new one when full; None: no limit.
     """
 
-    def __init__(self, labels, *, average_window_duration_ms=1000, detection_threshold=200, suppression_ms=1500,
-                 minimum_count=3, max_results=DEVICE_MAX_RESULTS):
+    def __init__(self, labels, *, average_window_duration_ms=DEVICE_SETTINGS.average_window_duration_ms,
+                 detection_threshold=DEVICE_SCORE_THRESHOLD, suppression_ms=DEVICE_SETTINGS.suppression_ms,
+                 minimum_count=DEVICE_SETTINGS.minimum_count, max_results=DEVICE_MAX_RESULTS):
         self.labels = tuple(labels)
         self._averager = ScoreAverager(len(self.labels), average_window_duration_ms=average_window_duration_ms,
                                        minimum_count=minimum_count, max_results=max_results)
@@ -173,8 +225,10 @@ class RecognizeCommands:
         return self._decider.decide(top, time_ms)
 
 
-def recognize_stream(labels, times_ms, scores, *, thresholds, average_window_duration_ms=1000, suppression_ms=1500,
-                     minimum_count=3, max_results=DEVICE_MAX_RESULTS):
+def recognize_stream(labels, times_ms, scores, *, thresholds,
+                     average_window_duration_ms=DEVICE_SETTINGS.average_window_duration_ms,
+                     suppression_ms=DEVICE_SETTINGS.suppression_ms, minimum_count=DEVICE_SETTINGS.minimum_count,
+                     max_results=DEVICE_MAX_RESULTS):
     """{threshold: [Recognition of each new command]} for a whole stream of results at several thresholds.
 
     The same as running one RecognizeCommands per threshold over (times_ms[i], scores[i]), but the
@@ -190,6 +244,12 @@ def recognize_stream(labels, times_ms, scores, *, thresholds, average_window_dur
         decisions = (decider.decide(top, int(time)) for top, time in zip(tops, times_ms))
         commands[threshold] = [d for d in decisions if d.is_new_command]
     return commands
+
+
+def silence_index(labels):
+    """The output the device treats as silence: the one whose role is _silence_, else the first."""
+    roles = [label_role(label) for label in labels]
+    return roles.index(SILENCE_LABEL) if SILENCE_LABEL in roles else 0
 
 
 def _is_integer_scores(scores):

@@ -1,5 +1,6 @@
 """A long test recording: test-split words at random times over background noise (the original
-generate_streaming_test_wav), with its ground truth.
+generate_streaming_test_wav), with its ground truth. The streaming calibration at the end of training
+builds the same kind of stream from the validation split (`partition`), in memory (`build_stream`).
 
 The recording is built as the original built it:
 
@@ -9,12 +10,15 @@ The recording is built as the original built it:
 - words: one per `clip_duration_ms + word_gap_ms`, starting at a random point of
   the first `word_gap_ms` of each slot; a word is an unknown word with
   probability unknown_percentage / 100, else a wanted word chosen uniformly;
-  its clip is a TEST-split clip of that word (unknown: of any word that is not
-  wanted), mixed in at full volume with 500-sample fades;
+  its clip is a clip of that word from the chosen split, TESTING by default
+  (unknown: of any word that is not wanted), mixed in at full volume with
+  500-sample fades;
 - the sum is clipped to [-1, 1] and written as 16-bit PCM at the sample rate.
 
-Clips of each label are drawn without replacement until all have been used.
-The ground truth lists "label,time_ms" per word, time_ms where its clip starts.
+Clips of each label are drawn without replacement until all have been used, then
+reused in a new order (a long stream from a small split says each clip many times,
+each time at another offset and over other noise). The ground truth lists
+"label,time_ms" per word, time_ms where its clip starts.
 """
 
 import logging
@@ -22,7 +26,7 @@ import logging
 import numpy as np
 
 from microkws.audio import to_int16
-from microkws.dataset import UNKNOWN_LABEL, index_dataset, load_backgrounds, load_clips
+from microkws.dataset import PARTITIONS, UNKNOWN_LABEL, index_dataset, load_backgrounds, load_clips
 from microkws.errors import UserError
 from microkws.files import write_with
 from microkws.streaming.groundtruth import GroundTruth, write_ground_truth
@@ -35,16 +39,32 @@ WORD_RAMP_SAMPLES = 500
 
 def make_streaming_test_wav(data_config, *, audio_path, labels_path, duration_s=600, word_gap_ms=2000,
                             background_volume=0.1, unknown_percentage=30.0, seed=0, sample_rate=16000,
-                            clip_duration_ms=1000, progress=False):
+                            clip_duration_ms=1000, partition="testing", progress=False):
     """Write the test recording to `audio_path` and its ground truth to `labels_path` (see the module docstring).
 
     data_config: a DataConfig naming the data folder, the wanted words and how to split it (only
-    the test split is used). Returns {"words": ..., "unknown_words": ..., "duration_s": ..., "audio":
-    path, "labels": path}.
+    `partition`'s clips are used). Returns {"words": ..., "unknown_words": ..., "duration_s": ...,
+    "audio": path, "labels": path}.
     """
+    audio, truth, summary = build_stream(
+        data_config, duration_s=duration_s, word_gap_ms=word_gap_ms, background_volume=background_volume,
+        unknown_percentage=unknown_percentage, seed=seed, sample_rate=sample_rate,
+        clip_duration_ms=clip_duration_ms, partition=partition, progress=progress)
+    write_with(audio_path, lambda file: _write_wav(file, audio, sample_rate))
+    write_ground_truth(labels_path, truth)
+    return {"audio": audio_path, "labels": labels_path, **summary}
+
+
+def build_stream(data_config, *, duration_s=600, word_gap_ms=2000, background_volume=0.1, unknown_percentage=30.0,
+                 seed=0, sample_rate=16000, clip_duration_ms=1000, partition="testing", progress=False):
+    """(int16 audio [samples], [GroundTruth of each word], summary): the recording of
+    `make_streaming_test_wav`, in memory. The summary holds "duration_s", "words", "unknown_words"
+    and the settings it was made with."""
     if duration_s <= 0 or word_gap_ms < 0 or not 0 <= unknown_percentage <= 100 or not 0 <= background_volume <= 1:
         raise UserError("duration must be positive, word_gap_ms not negative, unknown_percentage in 0..100 and "
                         "background_volume in 0..1")
+    if partition not in PARTITIONS:
+        raise ValueError(f"partition must be one of {', '.join(PARTITIONS)}, got {partition!r}")
     rng = np.random.default_rng(seed)
     total = int(round(duration_s * sample_rate))
     clip = int(clip_duration_ms * sample_rate / 1000)
@@ -56,8 +76,8 @@ def make_streaming_test_wav(data_config, *, audio_path, labels_path, duration_s=
                         "(clip_duration_ms + word_gap_ms)")
 
     index = index_dataset(data_config)
-    pools = _test_clip_pools(index, data_config, unknown_percentage)
-    # Decide every word first, then read only the clips used.
+    pools = _clip_pools(index, data_config, unknown_percentage, partition)
+    # Decide every word first, then read only the clips used, each once.
     plan = _plan_words(pools, data_config.wanted_words, rng, how_many=how_many, stride=stride, gap=gap,
                        unknown_percentage=unknown_percentage)
 
@@ -67,35 +87,36 @@ def make_streaming_test_wav(data_config, *, audio_path, labels_path, duration_s=
         _mix_background(track, backgrounds, rng, clip=clip, volume=background_volume, sample_rate=sample_rate)
     elif not backgrounds:
         log.warning("%s: no background recordings: the words are mixed into digital silence", data_config.data_dir)
-    clips = load_clips([path for _, _, path in plan], sample_rate=sample_rate, length=clip, progress=progress,
-                       description="loading test clips")
+    paths = sorted({path for _, _, path in plan})
+    clips = load_clips(paths, sample_rate=sample_rate, length=clip, progress=progress,
+                       description=f"loading {partition} clips")
+    row = {path: i for i, path in enumerate(paths)}
     envelope = _envelope(clip, WORD_RAMP_SAMPLES, WORD_RAMP_SAMPLES)
-    for (offset, _, _), samples in zip(plan, clips):
+    for offset, _, path in plan:
         end = min(total, offset + clip)
-        track[offset:end] += (samples[:end - offset].astype(np.float32) / 32768) * envelope[:end - offset]
+        track[offset:end] += (clips[row[path], :end - offset].astype(np.float32) / 32768) * envelope[:end - offset]
 
     audio = to_int16(np.clip(track, -1.0, 1.0))
-    write_with(audio_path, lambda file: _write_wav(file, audio, sample_rate))
     truth = [GroundTruth(label, offset * 1000 / sample_rate) for offset, label, _ in plan]
-    write_ground_truth(labels_path, truth)
     unknown = sum(1 for _, label, _ in plan if label == UNKNOWN_LABEL)
-    return {"audio": audio_path, "labels": labels_path, "duration_s": total / sample_rate, "words": len(plan),
-            "unknown_words": unknown}
+    return audio, truth, {"duration_s": total / sample_rate, "words": len(plan), "unknown_words": unknown,
+                          "partition": partition, "seed": seed, "word_gap_ms": word_gap_ms,
+                          "background_volume": background_volume, "unknown_percentage": unknown_percentage}
 
 
-def _test_clip_pools(index, data_config, unknown_percentage):
-    """{label: test-split clip paths} of each wanted word and of _unknown_ (every other word)."""
+def _clip_pools(index, data_config, unknown_percentage, partition):
+    """{label: `partition` clip paths} of each wanted word and of _unknown_ (every other word)."""
     pools = {word: [] for word in data_config.wanted_words}
-    for example in index.partitions["testing"]:
+    for example in index.partitions[partition]:
         if example.label in pools:
             pools[example.label].append(example.path)
-    pools[UNKNOWN_LABEL] = [example.path for example in index.unknown_pool["testing"]]
+    pools[UNKNOWN_LABEL] = [example.path for example in index.unknown_pool[partition]]
     empty = [word for word in data_config.wanted_words if not pools[word]]
     if empty:
-        raise UserError(f"{data_config.data_dir}: no test-split clips of {', '.join(empty)}")
+        raise UserError(f"{data_config.data_dir}: no {partition}-split clips of {', '.join(empty)}")
     if unknown_percentage > 0 and not pools[UNKNOWN_LABEL]:
-        raise UserError(f"{data_config.data_dir}: no test-split clips of other words to use as unknown words; "
-                        "pass --unknown_percentage 0")
+        raise UserError(f"{data_config.data_dir}: no {partition}-split clips of other words to use as unknown "
+                        "words; pass --unknown_percentage 0")
     return pools
 
 

@@ -1,12 +1,15 @@
 """Training settings: the original train.py's, as one frozen object."""
 
+import math
 from dataclasses import asdict, dataclass
 
 from microkws._config import finite_number, settings_from_dict, whole_number
 from microkws.errors import UserError
 from microkws.models import CONFIGS, check_architecture
 
-OPTIMIZERS = ("gradient_descent", "momentum", "adam")
+OPTIMIZERS = ("gradient_descent", "momentum", "adam", "adamw")
+SCHEDULES = ("phases", "cosine")
+CHECKPOINT_METRICS = ("balanced_accuracy", "accuracy")
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,20 @@ class TrainConfig:
     save_step_interval: int = 100
     """Write a checkpoint every this many steps (and at the end)."""
     optimizer: str = "gradient_descent"
-    """gradient_descent (the original's default), momentum (0.9, Nesterov) or adam."""
+    """gradient_descent (the original's default), momentum (0.9, Nesterov), adam or adamw."""
+    weight_decay: float = 0.0
+    """adamw's decoupled weight decay on kernels (not biases or batch norms); 0 for none."""
+    learning_rate_schedule: str = "phases"
+    """phases: each phase's learning rate held constant (the original); cosine: a linear warm-up over
+    warmup_steps to the first learning rate, then a cosine decay to 0 at the last step."""
+    warmup_steps: int = 0
+    """Steps of linear warm-up (cosine schedule only)."""
+    label_smoothing: float = 0.0
+    """Share of each target spread evenly over the labels (0: the original's one-hot targets)."""
+    checkpoint_metric: str = "balanced_accuracy"
+    """Validation score that picks the best checkpoint: balanced_accuracy (mean recall over the labels:
+    a missed keyword and a false accept of an unknown word weigh alike) or accuracy (every clip alike,
+    which favours "unknown", the most common label on the validation speakers)."""
     dropout_rate: float | None = None
     """Dropout while training; None takes the architecture's default (0.5 for the original six)."""
     quantize: bool = False
@@ -38,6 +54,10 @@ class TrainConfig:
     fresh_unknowns: bool = True
     """Draw each step's unknown examples from every clip of the other words, not only the fixed
     draw the original made once (which leaves most unknown words unseen)."""
+    balanced_batches: bool = False
+    """Draw each training example's label uniformly (silence, unknown and each keyword alike), then a clip
+    of it, instead of drawing clips uniformly over the partition (the original, where keywords outnumber
+    unknown words 4 to 1 at 25 %). Validation and test keep the partition's composition."""
     seed: int = 0
     """Seeds weights, batches, augmentation and dropout: a run is reproducible."""
 
@@ -61,10 +81,27 @@ class TrainConfig:
             raise UserError(f"seed must be 0 or more, got {self.seed}")
         if self.dropout_rate is not None and not 0 <= finite_number(self.dropout_rate, "dropout_rate") < 1:
             raise UserError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
-        if self.optimizer not in OPTIMIZERS:
-            raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        _choice(self.optimizer, OPTIMIZERS, "optimizer")
+        _choice(self.learning_rate_schedule, SCHEDULES, "learning_rate_schedule")
+        _choice(self.checkpoint_metric, CHECKPOINT_METRICS, "checkpoint_metric")
+        self._check_recipe()
         check_architecture(self.model_architecture)
         self.model_settings()  # a bad field is an error now, not when training starts
+
+    def _check_recipe(self):
+        if not 0 <= finite_number(self.weight_decay, "weight_decay") < 1:
+            raise UserError(f"weight_decay must be in [0, 1), got {self.weight_decay}")
+        if self.weight_decay and self.optimizer != "adamw":
+            raise UserError("weight_decay is adamw's decoupled decay: use it with --optimizer adamw")
+        if not 0 <= finite_number(self.label_smoothing, "label_smoothing") < 1:
+            raise UserError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= whole_number(self.warmup_steps, "warmup_steps") < self.total_steps:
+            raise UserError(f"warmup_steps must be from 0 to fewer than the {self.total_steps} training steps, "
+                            f"got {self.warmup_steps}")
+        if self.learning_rate_schedule == "cosine" and len(self.learning_rate) != 1:
+            raise UserError("the cosine schedule takes one --learning_rate, its peak; the phases' steps are summed")
+        if self.warmup_steps and self.learning_rate_schedule != "cosine":
+            raise UserError("warmup_steps needs --learning_rate_schedule cosine")
 
     def model_settings(self):
         """The architecture's config object (microkws.models.CONFIGS), from `model_config`."""
@@ -76,7 +113,13 @@ class TrainConfig:
         return sum(self.how_many_training_steps)
 
     def learning_rate_at(self, step):
-        """Learning rate of (0-based) `step`: piecewise constant over the phases."""
+        """Learning rate of (0-based) `step`: piecewise constant over the phases, or warm-up and cosine."""
+        if self.learning_rate_schedule == "cosine":
+            peak = self.learning_rate[0]
+            if step < self.warmup_steps:
+                return peak * (step + 1) / self.warmup_steps
+            progress = (step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1)
+            return peak * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
         boundary = 0
         for steps, rate in zip(self.how_many_training_steps, self.learning_rate):
             boundary += steps
@@ -90,3 +133,8 @@ class TrainConfig:
         data["learning_rate"] = list(self.learning_rate)
         return data
 
+
+
+def _choice(value, choices, name):
+    if value not in choices:
+        raise UserError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")

@@ -68,17 +68,18 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
     optimizer.build(model.trainable_variables)
     identity = {"architecture": settings.model_architecture, "labels": list(config.labels),
                 "input_shape": list(config.features.shape)}
-    state = {"step": 0, "best_accuracy": -1.0, "best_step": 0}
+    state = {"step": 0, "best_score": -1.0, "best_step": 0}
     resume_from = latest_checkpoint(checkpoints_dir) or start_checkpoint
     if resume_from:
         meta = load_checkpoint(resume_from, model=model, optimizer=optimizer, expect=identity)
         if resume_from != start_checkpoint:
-            state.update({k: meta[k] for k in state})
+            state.update({k: meta[k] for k in state if k in meta})
         log.info("resuming from %s at step %d", resume_from, state["step"])
 
     first_step = state["step"]
     summaries = _Summaries(summaries_dir or os.path.join(run_dir, rundir.LOGS_DIR))
-    validation = _Validation(run_dir, model, data["validation"], config.labels, identity, state, summaries)
+    validation = _Validation(run_dir, model, data["validation"], config.labels, identity, state, summaries,
+                             metric=settings.checkpoint_metric)
     checkpoints = _Checkpoints(checkpoints_dir, model, optimizer, identity, state)
     elapsed = _run_steps(model, optimizer, data["training"], settings, state, progress=progress,
                          on_step=summaries.train, every=[(settings.eval_step_interval, validation),
@@ -87,14 +88,16 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
     steps_run = settings.total_steps - first_step
     if steps_run:
         log.info("trained %d steps in %.1f s (%.1f steps/s)", steps_run, elapsed, steps_run / max(elapsed, 1e-9))
-    metrics = finish(run_dir, model=model, data=data, labels=list(config.labels), state=state)
+    metrics = finish(run_dir, model=model, data=data, labels=list(config.labels), state=state,
+                     checkpoint_metric=settings.checkpoint_metric)
     return {**metrics, "steps_run": steps_run, "train_seconds": elapsed}
 
 
 def _run_steps(model, optimizer, batches, settings, state, *, progress, on_step, every):
     """Steps state["step"]..total; after each, the callbacks of `every` ((interval, callback) pairs, in
     order) whose interval divides it, and all of them after the last step. Returns the seconds taken."""
-    train_step = make_train_step(model, optimizer, quantize=settings.quantize)
+    train_step = make_train_step(model, optimizer, quantize=settings.quantize,
+                                 label_smoothing=settings.label_smoothing)
     total = settings.total_steps
     stream = batches.iterate(state["step"], total)
     with _progress_bar(total, state["step"], progress) as bar:
@@ -109,7 +112,7 @@ def _run_steps(model, optimizer, batches, settings, state, *, progress, on_step,
             on_step(done, loss=loss, accuracy=batch_accuracy, learning_rate=rate)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{batch_accuracy:.2f}",
-                            best_val=f"{max(state['best_accuracy'], 0):.3f}", refresh=False)
+                            best_val=f"{max(state['best_score'], 0):.3f}", refresh=False)
             for interval, callback in every:
                 if done % interval == 0 or done == total:
                     callback(done)
@@ -117,22 +120,24 @@ def _run_steps(model, optimizer, batches, settings, state, *, progress, on_step,
 
 
 class _Validation:
-    """Scores the model on every validation clip, logs the scores and keeps the best weights in best.npz."""
+    """Scores the model on every validation clip, logs the scores and keeps the best weights in best.npz
+    (best by `metric`: "balanced_accuracy" or "accuracy")."""
 
-    def __init__(self, run_dir, model, partition, labels, identity, state, summaries):
+    def __init__(self, run_dir, model, partition, labels, identity, state, summaries, *, metric):
         self.path = os.path.join(run_dir, rundir.BEST_FILE)
         self.model, self.partition, self.labels = model, partition, list(labels)
-        self.identity, self.state, self.summaries = identity, state, summaries
+        self.identity, self.state, self.summaries, self.metric = identity, state, summaries, metric
 
     def __call__(self, step):
         confusion = _confusion(self.model, self.partition, len(self.labels))
-        value, balanced = accuracy(confusion), balanced_accuracy(confusion)
-        self.summaries.validation(step, accuracy=value, balanced_accuracy=balanced)
+        scores = {"accuracy": accuracy(confusion), "balanced_accuracy": balanced_accuracy(confusion)}
+        value, balanced = scores["accuracy"], scores["balanced_accuracy"]
+        self.summaries.validation(step, **scores)
         # Ties go to the later, longer-trained checkpoint.
-        improved = value >= self.state["best_accuracy"]
+        improved = scores[self.metric] >= self.state["best_score"]
         if improved:
-            self.state.update(best_accuracy=value, best_step=step)
-            save_checkpoint(self.path, model=self.model, meta={**self.identity, "step": step, "accuracy": value})
+            self.state.update(best_score=scores[self.metric], best_step=step)
+            save_checkpoint(self.path, model=self.model, meta={**self.identity, "step": step, **scores})
         log.info("step %d: validation accuracy %.1f%%, balanced %.1f%% (N=%d)%s", step, 100 * value,
                  100 * balanced, int(confusion.sum()), " best so far" if improved else "")
         log.info("validation confusion matrix:\n%s", format_confusion(confusion, self.labels))
@@ -174,7 +179,7 @@ class _Summaries:
             writer.flush()
 
 
-def finish(run_dir, *, model, data, labels, state):
+def finish(run_dir, *, model, data, labels, state, checkpoint_metric):
     """Load the best weights, score them on the test partition, and save the model and metrics."""
     best = os.path.join(run_dir, rundir.BEST_FILE)
     if os.path.exists(best):
@@ -186,7 +191,8 @@ def finish(run_dir, *, model, data, labels, state):
     metrics = {
         "labels": labels,
         "best_step": state["best_step"],
-        "validation_accuracy": state["best_accuracy"],
+        "checkpoint_metric": checkpoint_metric,
+        "validation_score": state["best_score"],
         "test_accuracy": accuracy(confusion),
         "test_confusion": confusion.tolist(),
         "test_examples": int(confusion.sum()),

@@ -14,6 +14,8 @@ A run directory holds everything about one run; training writes the first half, 
     model_data.cc/.h     model.tflite as a C array                  (export)
     saved_model/         16 kHz audio in, probabilities out          (export)
     device_report.json   what the model costs on TFLM's kernels     (device.verify)
+    detection.json       streaming DET sweep, chosen threshold      (streaming calibration)
+    report.png           curves, confusion, recall, DET, budget     (report)
 
 Every later stage (export, device, evaluate, streaming) finds these files through this module.
 """
@@ -39,6 +41,8 @@ LOGS_DIR = "logs"
 TFLITE_FILE = "model.tflite"
 FLOAT_TFLITE_FILE = "model_float.tflite"
 REPORT_FILE = "device_report.json"
+DETECTION_FILE = "detection.json"
+REPORT_PNG_FILE = "report.png"
 
 SECTIONS = {"data": DataConfig, "features": FeatureConfig, "augment": AugmentConfig, "train": TrainConfig}
 """config.json's sections and the settings class of each."""

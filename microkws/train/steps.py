@@ -17,16 +17,21 @@ def make_optimizer(config):
         return keras.optimizers.SGD(learning_rate=rate, momentum=0.9, nesterov=True)
     if config.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=rate)
+    if config.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(learning_rate=rate, weight_decay=config.weight_decay)
+        # Decay shrinks kernels only: decaying biases and batch-norm scales and offsets just fights the data.
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+        return optimizer
     return keras.optimizers.SGD(learning_rate=rate)
 
 
-def make_train_step(model, optimizer, *, quantize=False):
+def make_train_step(model, optimizer, *, quantize=False, label_smoothing=0.0):
     """A compiled step: (features, labels, learning rate) -> (loss, batch accuracy), updating the model.
 
-    The loss returned is the cross-entropy alone (what the original logged); the gradients come from
-    the cross-entropy plus the model's regularisation losses.
+    The loss returned is the cross-entropy alone (what the original logged), against targets smoothed
+    by `label_smoothing`; the gradients come from it plus the model's regularisation losses.
     """
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    loss_fn = _cross_entropy(model.outputs[0].shape[-1], label_smoothing)
     rounded = _KernelRounding(model) if quantize else None
 
     # No jit_compile: XLA made these small models many times slower on CPUs.
@@ -46,6 +51,14 @@ def make_train_step(model, optimizer, *, quantize=False):
         return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
 
     return train_step
+
+
+def _cross_entropy(label_count, label_smoothing):
+    """(labels, logits) -> mean cross-entropy; Keras' sparse loss has no smoothing, so smoothing goes one-hot."""
+    if not label_smoothing:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    dense = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing)
+    return lambda labels, logits: dense(tf.one_hot(labels, label_count), logits)
 
 
 class _KernelRounding:
