@@ -127,7 +127,7 @@ def test_det_panel_marks_the_chosen_point_and_the_target(run, tmp_path):
 def test_scalars_of_a_resumed_run_keep_the_later_value(tmp_path):
     """A resumed run writes a second event file that repeats the steps after its checkpoint."""
     from microkws._tensorflow import tf
-    from microkws.report import read_scalars
+    from microkws.train.scalars import read_scalars
 
     for values in ({1: 0.1, 2: 0.2, 3: 0.3}, {3: 0.35, 4: 0.4}):
         writer = tf.summary.create_file_writer(str(tmp_path))
