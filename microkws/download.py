@@ -17,6 +17,7 @@ import sys
 import tarfile
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -135,6 +136,7 @@ def download_archive(archive, *, dest=None, keep_archive=False, progress=True):
     hidden sibling folder and rename that into place, then delete the
     archive unless `keep_archive`.
     """
+    _check_url(archive.url)
     # Absolute, so that the folder returned (and printed by the CLI) works from anywhere.
     dest = (Path(dest).expanduser() if dest is not None else default_data_root()).absolute()
     final = dest / archive.folder
@@ -163,6 +165,12 @@ def download_archive(archive, *, dest=None, keep_archive=False, progress=True):
         archive_path.unlink()
     log.info("Speech Commands is in %s", final)
     return final
+
+
+def _check_url(url):
+    scheme = urllib.parse.urlsplit(str(url)).scheme.lower()
+    if scheme not in ("http", "https", "ftp", "file"):
+        raise UserError(f"--url {url!r} is not a download address; give an http(s)://, ftp:// or file:// URL")
 
 
 def _fetch(archive, part, *, progress):
@@ -252,6 +260,11 @@ def _copy_body(response, part, *, mode, offset, total, archive, progress):
                 ) from error
             if not chunk:
                 break
+            if total is not None and out.tell() + len(chunk) > total:
+                # A server without Content-Length (or a wrong one) could send forever and fill the disk.
+                out.write(chunk[:total - out.tell()])
+                raise UserError(f"{archive.url} sent more than the expected {total} bytes; stopped there. "
+                                f"Check --url, {_LOCAL_COPY_HINT}")
             try:
                 out.write(chunk)
             except OSError as error:
@@ -287,11 +300,19 @@ def _extract(archive_path, final, *, progress):
     """Unpack into a hidden sibling of `final`, then rename it into place."""
     if not hasattr(tarfile, "data_filter"):
         raise UserError("unpacking the data set safely needs Python 3.11.4 or newer")
-    # Clear folders of earlier runs that were killed while unpacking.
-    for stale in final.parent.glob(f".{final.name}.*.partial"):
-        log.info("removing %s, left by an interrupted run", stale)
-        shutil.rmtree(stale, ignore_errors=True)
+    # Clear folders of earlier runs that were killed while unpacking: only names this code makes
+    # (mkdtemp's random characters between the folder name and .partial), matched literally; the
+    # folder name is user text, and used as a glob pattern ("DIR/*") it once matched unrelated folders.
+    ours = re.compile(re.escape(f".{final.name}.") + r"[a-z0-9_]{1,16}\.partial")
+    for stale in final.parent.iterdir():
+        if ours.fullmatch(stale.name) and stale.is_dir() and not stale.is_symlink():
+            log.info("removing %s, left by an interrupted run", stale)
+            shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    # mkdtemp makes the folder 0700; the data set is for everyone the umask allows (a shared machine).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)
     log.info("unpacking %s", archive_path.name)
     try:
         bar = tqdm(unit=" files", desc="unpacking", file=sys.stderr, disable=None if progress else True)

@@ -360,3 +360,65 @@ def test_relative_destination_gives_an_absolute_folder(monkeypatch, tmp_path, ta
     with serve({f"/{NAME}": tarball}) as (base, _):
         folder = download_archive(archive_for(f"{base}/{NAME}", tarball), dest="data", progress=False)
     assert folder == tmp_path / "data" / FOLDER
+
+
+@contextlib.contextmanager
+def serve_endless():
+    """A server that answers without Content-Length and never stops sending."""
+
+    class Handler(BaseHTTPRequestHandler):
+        timeout = 10
+
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                while True:
+                    self.wfile.write(b"\0" * 65536)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_that_never_stops_is_cut_at_the_expected_size(tmp_path, tarball):
+    with serve_endless() as base:
+        with pytest.raises(UserError, match="sent more than the expected"):
+            download_archive(archive_for(f"{base}/{NAME}", tarball), dest=tmp_path, progress=False)
+    assert (tmp_path / f"{NAME}.part").stat().st_size == len(tarball)
+
+
+def test_a_glob_in_the_folder_name_deletes_nothing_else(tmp_path, tarball, contents):
+    # The folder name is user text: "*" in it must not match other people's folders.
+    unrelated = tmp_path / ".other.xyz.partial"
+    (unrelated / "keep").mkdir(parents=True)
+    with serve({f"/{NAME}": tarball}) as (base, _):
+        folder = download_archive(archive_for(f"{base}/{NAME}", tarball, folder="*"), dest=tmp_path, progress=False)
+    assert (unrelated / "keep").is_dir()
+    assert folder.name == "*" and (folder / CLIPS[0]).read_bytes() == contents[CLIPS[0]]
+
+
+def test_the_unpacked_folder_is_readable_by_others_as_the_umask_allows(tmp_path, tarball):
+    old = os.umask(0o022)
+    try:
+        with serve({f"/{NAME}": tarball}) as (base, _):
+            folder = download_archive(archive_for(f"{base}/{NAME}", tarball), dest=tmp_path, progress=False)
+    finally:
+        os.umask(old)
+    assert folder.stat().st_mode & 0o777 == 0o755
+
+
+def test_cli_not_a_url_exits_2_with_one_line(tmp_path):
+    result = run_cli("--url", "not a url", "--dest", str(tmp_path), tmp_path=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("microkws download: error: --url 'not a url' is not a download address; "
+                                     "give an http(s)://, ftp:// or file:// URL")

@@ -317,3 +317,25 @@ def test_saved_model_features_of_the_spectral_modes(preprocess, testvectors):
     graph = feature_graph(config)(clips.astype(np.float32) / 32768).numpy()
     assert graph.shape == (4, config.fingerprint_size)
     np.testing.assert_allclose(graph, compute_features(clips, config).reshape(4, -1), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("run_path", ["/tmp/run\n#define INJECTED 1\n", "/tmp/run\r\n#define INJECTED 1", "C:\\runs\\",
+                                      "/tmp/run\u2028#define INJECTED 1"])
+def test_a_run_path_cannot_add_code_to_the_c_source(tmp_path, run_path):
+    # The export puts the run directory's path in a // comment of both files; it is user text.
+    from microkws.export.c_source import write_c_source
+
+    source, header = write_c_source(b"\x01\x02", tmp_path, comment=f"model.tflite of {run_path}: int8")
+    for path in (source, header):
+        comments = [line for line in open(path).read().splitlines() if line.startswith("//")]
+        assert "of /tmp/run" in comments[0] or "C:\\runs\\" in comments[0]
+        assert "INJECTED" not in "".join(line for line in open(path).read().splitlines() if not line.startswith("//"))
+        assert not comments[0].endswith("\\")
+    if shutil.which("g++") is None:
+        pytest.skip("no g++ to compile model_data.cc")
+    (tmp_path / "main.cc").write_text('#include "model_data.h"\n#ifdef INJECTED\n#error injected\n#endif\n'
+                                      "int main() { return g_model_len == 2 && g_model[1] == 2 ? 0 : 1; }\n")
+    binary = tmp_path / "check"
+    subprocess.run(["g++", "-std=c++11", "-I", str(tmp_path), str(tmp_path / "main.cc"), source, "-o", str(binary)],
+                   check=True)
+    assert subprocess.run([str(binary)]).returncode == 0
