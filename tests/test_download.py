@@ -364,7 +364,8 @@ def test_relative_destination_gives_an_absolute_folder(monkeypatch, tmp_path, ta
 
 @contextlib.contextmanager
 def serve_endless():
-    """A server that answers without Content-Length and never stops sending."""
+    """A server that answers without Content-Length and keeps sending (64 MB at most, so that a client
+    without the limit fails this test without filling the disk)."""
 
     class Handler(BaseHTTPRequestHandler):
         timeout = 10
@@ -373,7 +374,7 @@ def serve_endless():
             self.send_response(200)
             self.end_headers()
             with contextlib.suppress(OSError):
-                while True:
+                for _ in range(1024):
                     self.wfile.write(b"\0" * 65536)
 
         def log_message(self, *args):
