@@ -260,15 +260,17 @@ def _copy_body(response, part, *, mode, offset, total, archive, progress):
                 ) from error
             if not chunk:
                 break
-            if total is not None and out.tell() + len(chunk) > total:
-                # A server without Content-Length (or a wrong one) could send forever and fill the disk.
-                out.write(chunk[:total - out.tell()])
-                raise UserError(f"{archive.url} sent more than the expected {total} bytes; stopped there. "
-                                f"Check --url, {_LOCAL_COPY_HINT}")
+            # A server without Content-Length (or a wrong one) could send forever and fill the disk.
+            too_much = total is not None and out.tell() + len(chunk) > total
+            if too_much:
+                chunk = chunk[:total - out.tell()]
             try:
                 out.write(chunk)
             except OSError as error:
                 raise UserError(f"cannot write {part}: {error.strerror or error}") from error
+            if too_much:
+                raise UserError(f"{archive.url} sent more than the expected {total} bytes; stopped there. "
+                                f"Check --url, {_LOCAL_COPY_HINT}")
             bar.update(len(chunk))
 
 
