@@ -2,11 +2,15 @@
 
 `TflmModel` runs a one-input, one-output model row by row; `smallest_arena` finds the smallest tensor
 arena it loads and runs with. The Python runtime can crash, not raise, when an arena is too small for
-its own bookkeeping, so each size is tried in a worker process.
+its own bookkeeping, so each size is tried in a worker process. TFLM's kernels also trust the model:
+an op wired to a tensor of the wrong shape can kill the process (SIGSEGV, SIGFPE) even after the
+structural check of `read_model`, so a model from the user is first loaded and invoked once in a
+worker process, and a crash there becomes a one-line error.
 """
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +29,12 @@ MAX_ARENA = 64 * 1024 * 1024
 class TflmModel:
     """A one-input, one-output model in the tflite-micro runtime (TFLM's C++ interpreter and kernels)."""
 
-    def __init__(self, model_bytes, *, arena_size, source="model"):
+    def __init__(self, model_bytes, *, arena_size, source="model", probed=False):
+        """`probed`: the model already loaded and ran in a worker process (else it is tried there first)."""
         from tflite_micro.python.tflite_micro import runtime
 
+        if not probed:
+            check_does_not_crash(model_bytes, source=source)
         with native_stderr() as messages:
             try:
                 self._interpreter = runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=int(arena_size))
@@ -74,6 +81,14 @@ def smallest_arena(model_bytes, *, limit=MAX_ARENA):
     return high
 
 
+def check_does_not_crash(model_bytes, *, source="model"):
+    """Load and invoke the model once in a worker process; a UserError if that kills the worker."""
+    with _ArenaProbe(model_bytes) as probe:
+        if probe.answer(GENEROUS_ARENA) is None:
+            raise UserError(f"{source}: TFLite Micro crashed on this model (the worker process died: "
+                            f"{probe.death}); the file is damaged or was not made for TFLite Micro")
+
+
 class _ArenaProbe:
     """A worker process that answers "does arena size N work?" for one model.
 
@@ -84,6 +99,7 @@ class _ArenaProbe:
     def __init__(self, model_bytes):
         self._model_bytes = bytes(model_bytes)
         self._process = None
+        self.death = None
 
     def __enter__(self):
         return self
@@ -92,6 +108,10 @@ class _ArenaProbe:
         self._stop()
 
     def works(self, size):
+        return self.answer(size) == "ok"
+
+    def answer(self, size):
+        """"ok" or "no" from the worker, or None when the runtime crashed it (see `death`)."""
         if self._process is None:
             self._start()
         try:
@@ -100,10 +120,10 @@ class _ArenaProbe:
             answer = self._process.stdout.readline().strip()
         except OSError:  # the worker died before it read the size
             answer = ""
-        if not answer:  # the runtime crashed on this size: it does not work
+        if not answer:  # the runtime crashed on this size
             self._stop()
-            return False
-        return answer == "ok"
+            return None
+        return answer
 
     def _start(self):
         package_root = str(Path(__file__).resolve().parents[2])
@@ -118,7 +138,8 @@ class _ArenaProbe:
         if self._process is not None:
             with contextlib.suppress(OSError):
                 self._process.stdin.close()
-            self._process.wait()
+            code = self._process.wait()
+            self.death = _signal_name(-code) if code < 0 else f"exit status {code}"
             self._process = None
 
 
@@ -127,9 +148,16 @@ def _arena_worker():
     model_bytes = bytes.fromhex(sys.stdin.readline().strip())
     for line in sys.stdin:
         try:
-            model = TflmModel(model_bytes, arena_size=int(line))
+            model = TflmModel(model_bytes, arena_size=int(line), probed=True)
             model.run(np.zeros((1, model.input_size), model.input_dtype))
             answer = "ok"
         except (RuntimeError, UserError):
             answer = "no"
         print(answer, flush=True)
+
+
+def _signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

@@ -82,7 +82,7 @@ def verify(model_path, *, train_dir=None, data_config=None, feature_config=None,
     tflm = TflmModel(model_bytes, arena_size=GENEROUS_ARENA, source=model_path)  # a clear error if it cannot run
     arena = smallest_arena(model_bytes) if search_arena else None
     if arena is not None:
-        tflm = TflmModel(model_bytes, arena_size=arena, source=model_path)
+        tflm = TflmModel(model_bytes, arena_size=arena, source=model_path, probed=True)
     golden_inputs, _ = _encode(golden_clips(feature_config, golden_dir or GOLDEN_DIR), info, feature_config)
     golden = golden_results(tflm.run(golden_inputs), labels)
     seed = run.train.seed if run is not None else 0

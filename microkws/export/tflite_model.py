@@ -5,11 +5,13 @@ interpreter (and no TensorFlow) is needed to say what a model file holds.
 """
 
 import math
+import struct
 from dataclasses import dataclass
 
 import numpy as np
 
 from microkws.errors import UserError
+from microkws.export.flatbuffer_check import check_model
 
 TFLITE_IDENTIFIER = b"TFL3"
 """Bytes 4..8 of every TFLite flatbuffer."""
@@ -71,6 +73,7 @@ def read_model(data, *, source="model"):
         raise UserError(f"{source}: not a TFLite model (no TFL3 flatbuffer identifier); pass a .tflite file")
     try:
         model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
+        check_model(model, schema, size=len(data))
         subgraph = model.subgraphs[0]
         tensors = subgraph.tensors
         op_names = _builtin_names(schema)
@@ -86,7 +89,7 @@ def read_model(data, *, source="model"):
         type_names = _type_names(schema)
         inputs = tuple(_tensor_info(tensors[i], type_names) for i in subgraph.inputs)
         outputs = tuple(_tensor_info(tensors[i], type_names) for i in subgraph.outputs)
-    except (IndexError, TypeError, AttributeError, ValueError) as error:
+    except (IndexError, TypeError, AttributeError, ValueError, struct.error, OverflowError) as error:
         raise UserError(f"{source}: damaged TFLite model ({error})") from None
     return ModelInfo(size_bytes=len(data), ops=tuple(ops), inputs=inputs, outputs=outputs, macs=macs)
 
