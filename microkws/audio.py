@@ -14,6 +14,13 @@ import soundfile
 
 from microkws.errors import UserError
 
+MIN_SAMPLE_RATE = 4000
+"""Files recorded below 4 kHz hold no speech a keyword model can use (and resampling them up costs
+memory without bound): refused."""
+MAX_SAMPLE_RATE = 768000
+FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
+"""Sample formats that can hold NaN or infinity (integer PCM cannot)."""
+
 # Extensions that libsndfile reads; anything else in a data folder is not audio.
 AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au", ".mp3"})
 
@@ -28,12 +35,14 @@ def is_audio_path(path):
 
 
 def check_audio(path):
-    """Raise AudioError naming `path` unless its header says it holds audio frames.
+    """Raise AudioError naming `path` unless it holds usable audio frames.
 
-    Cheap: reads only the header. Used to report bad files in a data folder
-    before any training starts.
+    Cheap: reads only the header, and the samples only of float files (the one kind that can hold NaN).
+    Used to report bad files in a data folder before any training starts.
     """
-    _open_info(path)
+    info = _open_info(path)
+    if info.subtype in FLOAT_SUBTYPES:
+        read_audio(path, sample_rate=info.samplerate)
 
 
 def read_audio(path, *, sample_rate=16000):
@@ -44,12 +53,15 @@ def read_audio(path, *, sample_rate=16000):
     resampled with a polyphase filter that removes what would alias.
     """
     info = _open_info(path)
+    _check_memory(path, info, sample_rate)
     try:
         samples, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
         raise AudioError(f"{path}: cannot read audio ({_reason(error)})") from None
     if samples.shape[0] == 0:
         raise AudioError(f"{path}: the file has no audio frames (header claims {info.frames})")
+    if not np.isfinite(samples).all():
+        raise AudioError(f"{path}: the audio holds NaN or infinite samples")
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
     return resample(mono, file_rate, sample_rate)
 
@@ -103,7 +115,28 @@ def _open_info(path):
         raise AudioError(f"{path}: not a readable audio file ({_reason(error)})") from None
     if info.frames <= 0:
         raise AudioError(f"{path}: the file has no audio frames")
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{path}: sample rate {info.samplerate} Hz; microkws reads audio recorded at "
+                         f"{MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz")
     return info
+
+
+def _check_memory(path, info, sample_rate):
+    """Refuse, before allocating, a file whose samples would not fit in half of this machine's memory
+    (read as float32, averaged to mono, resampled: about three copies)."""
+    needed = 4 * (info.frames * info.channels + 2 * info.frames * max(1.0, sample_rate / info.samplerate))
+    available = _physical_memory() / 2
+    if needed > available:
+        raise AudioError(f"{path}: {info.frames / info.samplerate / 3600:.1f} hours of audio need "
+                         f"{needed / 2**30:.1f} GiB to read, more than half of this machine's memory; "
+                         "cut it into shorter files")
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on Linux or macOS: assume a small machine
+        return 8 * 2**30
 
 
 def _reason(error):

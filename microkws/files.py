@@ -18,7 +18,13 @@ def write_with(path, write, *, hint=""):
     A failure is a UserError naming `path` and the reason, with `hint` appended.
     """
     path = os.fspath(path)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"{path}: cannot write: the folder {folder} does not exist{hint}")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    except OSError as error:
+        raise UserError(f"{path}: cannot write ({error.strerror or error}){hint}") from None
     try:
         os.chmod(temporary, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as file:

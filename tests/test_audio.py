@@ -89,3 +89,13 @@ def test_bad_files_raise_one_line_naming_the_file(tmp_path):
 def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(AudioError, match="nothere.wav"):
         read_audio(tmp_path / "nothere.wav")
+
+
+def test_a_header_beyond_memory_is_refused_before_reading(tmp_path, monkeypatch):
+    import microkws.audio as audio
+
+    path = tmp_path / "long.wav"
+    soundfile.write(path, np.zeros(16000, dtype=np.int16), 16000, subtype="PCM_16")
+    monkeypatch.setattr(audio, "_physical_memory", lambda: 200_000)  # a machine with 200 KB
+    with pytest.raises(AudioError, match="long.wav: 0.0 hours of audio need 0.0 GiB to read, more than half"):
+        read_audio(path)

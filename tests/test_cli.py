@@ -77,12 +77,18 @@ def _bad(tmp_path, name):
         path.write_bytes(good[:20])
     elif name == "zero_frames.wav":
         soundfile.write(path, np.zeros(0, dtype=np.int16), 16000, subtype="PCM_16")
+    elif name == "nan.wav":  # a float WAV with one NaN sample
+        samples = np.zeros(16000, dtype=np.float32)
+        samples[100] = np.nan
+        soundfile.write(path, samples, 16000, subtype="FLOAT")
+    elif name == "1hz.wav":  # 32 KB whose header says 1 Hz: 9 hours of audio once resampled to 16 kHz
+        soundfile.write(path, np.zeros(32000, dtype=np.int16), 1, subtype="PCM_16")
     else:
         path.write_text("this is a text file\n")
     return path
 
 
-@pytest.mark.parametrize("name", ["empty.wav", "truncated.wav", "zero_frames.wav", "text.wav"])
+@pytest.mark.parametrize("name", ["empty.wav", "truncated.wav", "zero_frames.wav", "text.wav", "nan.wav", "1hz.wav"])
 def test_features_on_bad_files_exit_2_with_one_line(tmp_path, name):
     path = _bad(tmp_path, name)
     out = tmp_path / "out.npy"
@@ -91,6 +97,34 @@ def test_features_on_bad_files_exit_2_with_one_line(tmp_path, name):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and str(path) in lines[0] and "Traceback" not in result.stderr
     assert not out.exists() and not list(tmp_path.glob("out.npy*"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["features", "{wav}", "--out", "{tmp}/missing/out.npy"], "{tmp}/missing/out.npy: cannot write: the folder "
+                                                               "{tmp}/missing does not exist"),
+    (["features", "{wav}", "--c_array", "{tmp}/missing/f.cc"], "the folder {tmp}/missing does not exist"),
+    (["features", "{wav}", "--sample_rate", "8000"], "above the Nyquist frequency 4000 Hz (half the sample rate 8000"),
+    (["freeze"], "name the run directory: microkws freeze TRAIN_DIR"),
+])
+def test_output_folders_and_messages(argv, message, tmp_path, testvectors):
+    values = {"{wav}": str(testvectors / "yes_1000ms.wav"), "{tmp}": str(tmp_path)}
+    for key, value in values.items():
+        argv, message = [a.replace(key, value) for a in argv], message.replace(key, value)
+    result = run_cli(*argv)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr[-1500:]
+
+
+def test_a_nan_clip_in_a_word_folder_is_skipped_as_unreadable(tmp_path, sample_dir):
+    from conftest import make_mini_dataset
+
+    root = tmp_path / "data"
+    make_mini_dataset(root, sample_dir)
+    bad = _bad(root / "up", "nan.wav")
+    result = run_cli("dataset", "--data_dir", root, "--wanted_words", "up,down")
+    assert result.returncode == 0 and "unreadable audio skipped: 1" in result.stdout, result.stderr[-1500:]
+    strict = run_cli("dataset", "--data_dir", root, "--wanted_words", "up,down", "--strict")
+    assert strict.returncode == 2 and f"{bad}: the audio holds NaN or infinite samples" in strict.stderr
 
 
 def test_dataset_command_prints_the_counts(sample_dir, capsys):

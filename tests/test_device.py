@@ -136,7 +136,7 @@ def test_model_inside_a_run_without_a_trained_model(tmp_path, testvectors, sampl
         verify(model)
 
 
-@pytest.mark.parametrize("case", ["not_tflite", "float", "shape", "no_run", "labels"])
+@pytest.mark.parametrize("case", ["not_tflite", "float", "shape", "no_run", "labels", "folder", "report_folder"])
 def test_bad_input_is_one_line_and_exit_2(case, testvectors, tmp_path, capsys):
     from microkws.cli import main
 
@@ -150,6 +150,11 @@ def test_bad_input_is_one_line_and_exit_2(case, testvectors, tmp_path, capsys):
         argv, message = ["verify", _float_model(tmp_path)], "a float32 model"
     elif case == "shape":
         argv, message = ["verify", reference, "--window_stride_ms", "10"], "input holds 1960 values"
+    elif case == "folder":
+        argv, message = ["verify", str(tmp_path)], f"{tmp_path}: a folder with no exported model.tflite"
+    elif case == "report_folder":
+        report = ["--report", str(tmp_path / "missing" / "r.json")]
+        argv, message = ["verify", reference], f"the folder {tmp_path / 'missing'} does not exist"
     elif case == "no_run":
         argv, message = ["verify", reference, "--train_dir", str(tmp_path)], "no config.json"
     else:

@@ -43,7 +43,7 @@ def run(args):
 
     train_dir = args.train_dir or args.train_dir_flag
     if not train_dir:
-        raise UserError("name the run directory: microkws export TRAIN_DIR")
+        raise UserError(f"name the run directory: microkws {args.command} TRAIN_DIR")
     if args.command == "freeze":
         from microkws.export import export_saved_model
 

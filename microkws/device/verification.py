@@ -62,7 +62,7 @@ def verify(model_path, *, train_dir=None, data_config=None, feature_config=None,
     report_path: where device_report.json goes (default: the run directory,
     else beside the model).
     """
-    model_path = os.fspath(model_path)
+    model_path = _model_in(os.fspath(model_path))
     model_bytes, info = read_model_file(model_path)
     _check_integer(info, model_path)
     run_dir = train_dir if train_dir is not None else rundir.run_dir_of(model_path)
@@ -112,6 +112,17 @@ def verify(model_path, *, train_dir=None, data_config=None, feature_config=None,
     write_json(path, report)
     report["report_path"] = os.path.abspath(path)
     return report
+
+
+def _model_in(path):
+    """`path`, or the int8 model of the run directory `path`."""
+    if not os.path.isdir(path):
+        return path
+    inside = os.path.join(path, rundir.TFLITE_FILE)
+    if rundir.is_run_dir(path) and os.path.isfile(inside):
+        return inside
+    raise UserError(f"{path}: a folder with no exported {rundir.TFLITE_FILE}; name the .tflite file, "
+                    f"or run `microkws export {path}` first")
 
 
 def _check_integer(info, path):

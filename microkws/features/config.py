@@ -75,7 +75,8 @@ class FeatureConfig:
             )
         if self.preprocess == "micro" and self.upper_band_limit > self.sample_rate / 2:
             raise UserError(
-                f"upper_band_limit {self.upper_band_limit} Hz is above the Nyquist frequency of {self.sample_rate} Hz"
+                f"upper_band_limit {self.upper_band_limit} Hz is above the Nyquist frequency "
+                f"{self.sample_rate / 2:g} Hz (half the sample rate {self.sample_rate} Hz)"
             )
 
     @property
