@@ -1,5 +1,6 @@
 import errno
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -152,6 +153,34 @@ def test_checkpoint_of_another_architecture_or_labels_is_refused(mini_dataset, t
     with pytest.raises(UserError, match="labels"):
         train(tmp_path / "c", data_config=other_labels, start_checkpoint=checkpoint,
               train_config=short_config(how_many_training_steps=(5, 5)), progress=False)
+
+
+def test_a_truncated_latest_checkpoint_is_skipped_on_resume(mini_dataset, tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    settings = dict(data_config=data_config(mini_dataset), train_config=short_config(), progress=False)
+    train(run_dir, **settings)
+    latest = run_dir / "checkpoints" / "ckpt-000040.npz"
+    latest.write_bytes(latest.read_bytes()[:1000])  # a copy cut short, a disk that filled
+    with caplog.at_level(logging.INFO):
+        metrics = train(run_dir, **settings)
+    assert f"skipping checkpoint {latest}: {latest}: not a readable microkws checkpoint" in caplog.text
+    assert "ckpt-000030.npz at step 30" in caplog.text and metrics["steps_run"] == 10
+    assert read_meta(latest)["step"] == 40  # written again by the resumed run
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 cut", b"not an npz at all", "no_meta"])
+def test_a_bad_start_checkpoint_is_one_line(content, mini_dataset, tmp_path):
+    path = tmp_path / "start.npz"
+    if content == "no_meta":
+        np.savez(path, weights=np.zeros(3))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(UserError, match=f"^{path}: not a readable microkws checkpoint \\(.+\\)$"):
+        train(tmp_path / "run", data_config=data_config(mini_dataset), start_checkpoint=path, progress=False,
+              train_config=short_config(how_many_training_steps=(5, 5)))
+    with pytest.raises(UserError, match="no such checkpoint file"):
+        train(tmp_path / "run", data_config=data_config(mini_dataset), start_checkpoint=tmp_path / "none.npz",
+              progress=False, train_config=short_config(how_many_training_steps=(5, 5)))
 
 
 def test_disk_full_keeps_the_previous_checkpoint(mini_dataset, tmp_path, monkeypatch):

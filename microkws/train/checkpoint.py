@@ -7,13 +7,21 @@ another model is refused with a clear message instead of a shape error.
 """
 
 import json
+import logging
 import os
 import re
+import zipfile
+import zlib
 
 import numpy as np
 
 from microkws.errors import UserError
 from microkws.files import write_with
+
+log = logging.getLogger(__name__)
+
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
+"""What numpy raises on an empty, truncated or malformed .npz."""
 
 CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d+)\.npz$")
 KEEP_CHECKPOINTS = 3
@@ -23,12 +31,33 @@ def checkpoint_path(directory, step):
     return os.path.join(directory, f"ckpt-{step:06d}.npz")
 
 
+class UnreadableCheckpoint(UserError):
+    """A checkpoint file that numpy cannot read back (empty, truncated, not an .npz of ours)."""
+
+
+def checkpoints_newest_first(directory):
+    """Paths of the checkpoints in `directory`, highest step first."""
+    if not os.path.isdir(directory):
+        return []
+    steps = sorted((int(m.group(1)) for m in map(CHECKPOINT_PATTERN.match, os.listdir(directory)) if m), reverse=True)
+    return [checkpoint_path(directory, step) for step in steps]
+
+
 def latest_checkpoint(directory):
     """Path of the highest-step checkpoint in `directory`, or None."""
-    if not os.path.isdir(directory):
-        return None
-    steps = [int(m.group(1)) for m in map(CHECKPOINT_PATTERN.match, os.listdir(directory)) if m]
-    return checkpoint_path(directory, max(steps)) if steps else None
+    return next(iter(checkpoints_newest_first(directory)), None)
+
+
+def load_newest_checkpoint(directory, *, model, optimizer=None, expect=None):
+    """(path, metadata) of the newest checkpoint in `directory` that loads, or (None, None). A file that
+    cannot be read (a disk that filled, a copy cut short) is skipped with a warning naming it, so one bad
+    file does not stop resuming for good."""
+    for path in checkpoints_newest_first(directory):
+        try:
+            return path, load_checkpoint(path, model=model, optimizer=optimizer, expect=expect)
+        except UnreadableCheckpoint as error:
+            log.warning("skipping checkpoint %s: %s", path, error)
+    return None, None
 
 
 def save_checkpoint(path, *, model, optimizer=None, meta):
@@ -45,11 +74,24 @@ def write_npz_atomically(path, arrays):
 
 
 def read_meta(path):
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no such checkpoint file")
+    return _read(path)[0]
+
+
+def _read(path):
+    """(metadata, model arrays, optimizer arrays) of a checkpoint, all read before anything is assigned."""
     try:
         with np.load(path) as data:
-            return json.loads(str(data["meta"]))
-    except (OSError, ValueError, KeyError) as error:
-        raise UserError(f"{path}: not a microkws checkpoint ({error})") from None
+            meta = json.loads(str(data["meta"]))
+            arrays = {prefix: [data[k] for k in sorted(k for k in data.files if k.startswith(prefix))]
+                      for prefix in ("model/", "optimizer/")}
+    except UNREADABLE as error:
+        raise UnreadableCheckpoint(f"{path}: not a readable microkws checkpoint "
+                                   f"({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+    if not isinstance(meta, dict):
+        raise UnreadableCheckpoint(f"{path}: not a readable microkws checkpoint (its metadata is not an object)")
+    return meta, arrays["model/"], arrays["optimizer/"]
 
 
 def load_checkpoint(path, *, model, optimizer=None, expect=None):
@@ -58,7 +100,9 @@ def load_checkpoint(path, *, model, optimizer=None, expect=None):
     `expect` maps metadata keys to required values (architecture, labels,
     input shape): a mismatch is a UserError naming both.
     """
-    meta = read_meta(path)
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no such checkpoint file")
+    meta, model_values, optimizer_values = _read(path)
     for key, wanted in (expect or {}).items():
         found = meta.get(key)
         if _comparable(found) != _comparable(wanted):
@@ -66,9 +110,6 @@ def load_checkpoint(path, *, model, optimizer=None, expect=None):
                 f"{path}: checkpoint has {key} {found!r} but this run has {wanted!r}; "
                 "use a checkpoint of the same architecture and labels, or a new --train_dir"
             )
-    with np.load(path) as data:
-        model_values = [data[k] for k in sorted(k for k in data.files if k.startswith("model/"))]
-        optimizer_values = [data[k] for k in sorted(k for k in data.files if k.startswith("optimizer/"))]
     _assign(model.variables, model_values, path, "model")
     if optimizer is not None and optimizer_values:
         if not optimizer.built:

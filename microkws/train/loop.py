@@ -32,8 +32,8 @@ from microkws.models.keras_model import model_outputs, save_keras_model
 from microkws.train import rundir
 from microkws.train.checkpoint import (
     checkpoint_path,
-    latest_checkpoint,
     load_checkpoint,
+    load_newest_checkpoint,
     prune_checkpoints,
     save_checkpoint,
 )
@@ -69,12 +69,13 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
     identity = {"architecture": settings.model_architecture, "labels": list(config.labels),
                 "input_shape": list(config.features.shape)}
     state = {"step": 0, "best_score": -1.0, "best_step": 0}
-    resume_from = latest_checkpoint(checkpoints_dir) or start_checkpoint
+    resume_from, meta = load_newest_checkpoint(checkpoints_dir, model=model, optimizer=optimizer, expect=identity)
     if resume_from:
-        meta = load_checkpoint(resume_from, model=model, optimizer=optimizer, expect=identity)
-        if resume_from != start_checkpoint:
-            state.update({k: meta[k] for k in state if k in meta})
+        state.update({k: meta[k] for k in state if k in meta})
         log.info("resuming from %s at step %d", resume_from, state["step"])
+    elif start_checkpoint:
+        load_checkpoint(start_checkpoint, model=model, optimizer=optimizer, expect=identity)
+        log.info("starting from the weights of %s", start_checkpoint)
 
     first_step = state["step"]
     summaries = _Summaries(summaries_dir or os.path.join(run_dir, rundir.LOGS_DIR))
