@@ -6,6 +6,7 @@ place, so a kill or a full disk leaves the previous file, never a torn one.
 
 import json
 import os
+import re
 import shutil
 import tempfile
 
@@ -54,8 +55,44 @@ def write_json(path, data):
     return write_text(path, json.dumps(data, indent=1) + "\n")
 
 
+LOW_DISK_BYTES = 64 * 2**20
+"""Below this much free space a failed write is reported as a full disk."""
+
+
+def staging_directory(path):
+    """A new empty folder beside `path` to build its replacement in (see `replace_directory`). Folders that
+    an earlier, killed build of `path` left behind are removed first, and so is what a kill between the
+    two renames of `replace_directory` left (`path`.old is moved back when `path` is missing)."""
+    path = os.path.abspath(os.fspath(path))
+    parent, name = os.path.split(path)
+    old = f"{path}.old"
+    if os.path.isdir(old):
+        if os.path.isdir(path):
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, path)
+    # Only names this function makes: no pattern is built from the user's text.
+    stale = re.compile(re.escape(f".{name}-") + r"[a-z0-9_]{8}\.partial")
+    for entry in os.listdir(parent) if os.path.isdir(parent) else []:
+        if stale.fullmatch(entry):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+    os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(prefix=f".{name}-", suffix=".partial", dir=parent)
+
+
+def low_disk_note(folder):
+    """" (the disk holding FOLDER has N MB free)" when it is nearly full, else "": a failed write's
+    likely cause, which TensorFlow's own messages do not say."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return ""
+    return f" (the disk holding {folder} has {free / 2**20:.0f} MB free)" if free < LOW_DISK_BYTES else ""
+
+
 def replace_directory(built, path):
-    """Move the finished directory `built` to `path`, replacing what was there."""
+    """Move the finished directory `built` to `path`, replacing what was there (a kill between the two
+    renames leaves `path`.old, which the next `staging_directory(path)` puts back)."""
     try:
         if os.path.isdir(path):
             old = f"{path}.old"

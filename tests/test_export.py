@@ -4,10 +4,12 @@ One short yes/no run is trained (tiny_conv, 300 Adam steps on the shared
 sample) and exported once for the whole module; the tests check what it wrote.
 """
 
+import errno
 import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -289,6 +291,51 @@ def test_freeze_is_the_saved_model_part(run, capsys):
     assert capsys.readouterr().out.strip() == str(run[0] / "saved_model")
     assert (run[0] / "saved_model" / "saved_model.pb").is_file()
     assert (run[0] / "model.tflite").stat().st_mtime_ns == before
+
+
+@pytest.mark.slow  # trains and exports a run (module fixture)
+def test_freeze_after_a_kill_between_the_two_renames(run):
+    """A kill after `saved_model` became `saved_model.old` but before the new one moved in, with the half-built
+    folder of that export left too: the next freeze puts everything back and leaves nothing behind."""
+    from microkws.export import export_saved_model
+
+    folder = run[0] / "saved_model"
+    folder.rename(run[0] / "saved_model.old")
+    (run[0] / ".saved_model-abcd_123.partial" / "variables").mkdir(parents=True)
+    (run[0] / ".saved_model-notours").mkdir()  # not a name microkws makes: kept
+    export_saved_model(run[0])
+    assert (folder / "saved_model.pb").is_file()
+    leftovers = sorted(p.name for p in run[0].iterdir() if p.name.startswith((".saved_model", "saved_model")))
+    assert leftovers == [".saved_model-notours", "saved_model"]
+
+
+@pytest.mark.slow  # trains and exports a run (module fixture)
+def test_disk_full_while_writing_saved_model_or_model_keras(run, monkeypatch):
+    import keras
+
+    from microkws.export import export_saved_model
+    from microkws.models.keras_model import save_keras_model
+
+    def full(self, path, *args, **kwargs):
+        (Path(path) / "saved_model.pb").write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    before = (run[0] / "saved_model" / "saved_model.pb").read_bytes()
+    monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", full)
+    with pytest.raises(UserError, match=r"saved_model: cannot write the SavedModel \(\[Errno 28\] No space left"):
+        export_saved_model(run[0])
+    assert (run[0] / "saved_model" / "saved_model.pb").read_bytes() == before  # the previous one is kept
+    assert not [p for p in run[0].iterdir() if p.name.startswith(".saved_model")]
+
+    def half_saved(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"PK partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save", half_saved)
+    target = str(run[0] / "again.keras")
+    with pytest.raises(UserError, match="again.keras: cannot save the model"):
+        save_keras_model(target, keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+    assert not [p for p in run[0].iterdir() if p.name.startswith("again.keras")]
 
 
 def test_tensorflow_apis_used_outside_the_public_surface_are_still_there():

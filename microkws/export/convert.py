@@ -94,15 +94,18 @@ def _fixed_batch(model, input_quantization):
 
 
 def _convert(converter):
+    import tempfile
+
     from microkws._quiet import quiet
     from microkws.export.slim import slim_model
+    from microkws.files import low_disk_note
 
     try:
         with quiet("TFLite converter"):
             model_bytes = converter.convert()
     except Exception as error:  # the converter raises bare Exception subclasses with long MLIR dumps
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"the TFLite converter failed: {first_line}") from error
+        raise UserError(f"the TFLite converter failed: {first_line}{low_disk_note(tempfile.gettempdir())}") from error
     return slim_model(model_bytes)
 
 

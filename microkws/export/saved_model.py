@@ -24,11 +24,10 @@ modes use TF's AudioSpectrogram / Mfcc ops, as microkws.features.spectral does.
 
 import os
 import shutil
-import tempfile
 
 from microkws._quiet import quiet
 from microkws.errors import UserError
-from microkws.files import replace_directory, write_text
+from microkws.files import low_disk_note, replace_directory, staging_directory, write_text
 from microkws.train.rundir import LABELS_FILE
 
 SAVED_MODEL_DIR = "saved_model"
@@ -52,14 +51,15 @@ def save_audio_model(model, *, feature_config, labels, path):
     archive.track(model)
     archive.add_endpoint("serve", serve, input_signature=signature)
     archive.add_endpoint("features", features_fn, input_signature=signature)
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    built = tempfile.mkdtemp(prefix=".saved_model-", dir=parent)
+    built = staging_directory(path)
     try:
         with quiet("SavedModel export"):
             archive.write_out(built, verbose=False)
         write_text(os.path.join(built, LABELS_FILE), "\n".join(labels) + "\n")
         return replace_directory(built, path)
+    except (OSError, tf.errors.OpError) as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UserError(f"{path}: cannot write the SavedModel ({first_line}){low_disk_note(built)}") from None
     finally:
         shutil.rmtree(built, ignore_errors=True)
 

@@ -30,6 +30,9 @@ def save_keras_model(path, model):
         os.replace(temporary, path)
     except OSError as error:
         raise UserError(f"{path}: cannot save the model ({error.strerror or error})") from None
+    finally:  # a failed or interrupted save leaves no partial file
+        if os.path.exists(temporary):
+            os.remove(temporary)
 
 
 def model_outputs(model, inputs, *, batch_size=BATCH_SIZE):
