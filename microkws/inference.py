@@ -218,6 +218,10 @@ class _KerasBackend:
         from microkws.models.keras_model import ends_in_softmax, load_keras_model
 
         self._model = load_keras_model(path)
+        inputs, outputs = getattr(self._model, "inputs", None) or [], getattr(self._model, "outputs", None) or []
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise UserError(f"{path}: a keyword model has one input and one output; this one has "
+                            f"{len(inputs)} and {len(outputs)}")
         self.input_size = int(np.prod(self._model.inputs[0].shape[1:]))
         self.output_size = int(self._model.outputs[0].shape[-1])
         self._softmax = ends_in_softmax(self._model)

@@ -127,6 +127,34 @@ def test_a_nan_clip_in_a_word_folder_is_skipped_as_unreadable(tmp_path, sample_d
     assert strict.returncode == 2 and f"{bad}: the audio holds NaN or infinite samples" in strict.stderr
 
 
+def test_odd_data_folders_are_one_line_or_handled(tmp_path, sample_dir):
+    from conftest import make_mini_dataset
+
+    root = make_mini_dataset(tmp_path / "data", sample_dir)
+    (root / "up" / "loop").symlink_to(root)  # a symlink loop inside a word folder
+    (root / "self").symlink_to(root / "self")  # a symlink to itself
+    result = run_cli("dataset", "--data_dir", root, "--wanted_words", "up,down")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-1500:]
+    assert f"{root / 'self'}: skipped (Too many levels of symbolic links)" in result.stderr
+    (root / "validation_list.txt").write_bytes(bytes(range(256)) * 2)
+    result = run_cli("dataset", "--data_dir", root, "--wanted_words", "up,down")
+    lines = [line for line in result.stderr.splitlines() if line.startswith("microkws")]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-1500:]
+    assert f"{root / 'validation_list.txt'}: not a text list of clips" in lines[0]
+
+
+def test_a_keras_model_with_two_outputs_is_one_line(tmp_path, testvectors):
+    import keras
+
+    inputs = keras.Input((1960,))
+    path = tmp_path / "two.keras"
+    keras.Model(inputs, [keras.layers.Dense(4)(inputs), keras.layers.Dense(4)(inputs)]).save(path)
+    result = run_cli("label", path, testvectors / "yes_1000ms.wav", "--labels", "a,b,c,d")
+    lines = [line for line in result.stderr.splitlines() if line.strip().startswith("microkws")]
+    assert result.returncode == 2 and lines == [f"microkws label: error: {path}: a keyword model has one input "
+                                                "and one output; this one has 1 and 2"], result.stderr[-1500:]
+
+
 def test_dataset_command_prints_the_counts(sample_dir, capsys):
     assert main(["dataset", "--data_dir", str(sample_dir), "--wanted_words", "up,down",
                  "--silence_percentage", "25", "--unknown_percentage", "25", "--json"]) == 0

@@ -195,11 +195,18 @@ def _scan(data_dir, *, strict):
     skipped = 0
     unreadable = []
     for entry in sorted(os.scandir(data_dir), key=lambda e: e.name):
-        if not entry.is_dir() or entry.name.startswith("."):
+        if entry.name.startswith(".") or not _is(entry, "dir"):
             continue
         word = entry.name.lower()
-        for file in sorted(os.scandir(entry.path), key=lambda e: e.name):
-            if not file.is_file() or file.name.startswith("."):
+        try:
+            files = sorted(os.scandir(entry.path), key=lambda e: e.name)
+        except OSError as error:  # a symlink loop, a folder we may not read
+            if strict:
+                raise UserError(f"{entry.path}: cannot read the folder ({error.strerror or error})") from None
+            log.warning("%s: folder skipped, cannot read it (%s)", entry.path, error.strerror or error)
+            continue
+        for file in files:
+            if file.name.startswith(".") or not _is(file, "file"):
                 continue
             if not is_audio_path(file.name):
                 skipped += 1
@@ -216,6 +223,15 @@ def _scan(data_dir, *, strict):
             else:
                 clips_by_word.setdefault(word, []).append(f"{entry.name}/{file.name}")
     return clips_by_word, background_paths, skipped, unreadable
+
+
+def _is(entry, kind):
+    """entry.is_dir() / is_file(), False (with a warning) for a symlink loop or a link we may not follow."""
+    try:
+        return entry.is_dir() if kind == "dir" else entry.is_file()
+    except OSError as error:
+        log.warning("%s: skipped (%s)", entry.path, error.strerror or error)
+        return False
 
 
 def _partitioner(data_dir, config):

@@ -12,12 +12,16 @@ import hashlib
 import os
 import re
 
+from microkws.errors import UserError
+
 PARTITIONS = ("training", "validation", "testing")
 VALIDATION_LIST = "validation_list.txt"
 TESTING_LIST = "testing_list.txt"
 
 # The original hashes into 2**27 buckets; the constant is the largest bucket.
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1
+
+from microkws.errors import UserError
 
 
 def which_set(filename, validation_percentage, testing_percentage):
@@ -40,5 +44,14 @@ def which_set(filename, validation_percentage, testing_percentage):
 
 def read_list_file(path):
     """Relative clip paths ("word/name.wav") listed in a partition file, in order."""
-    with open(path, encoding="utf-8") as file:
-        return [line.strip().replace("\\", "/") for line in file if line.strip()]
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = [line.strip().replace("\\", "/") for line in file if line.strip()]
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not a text list of clips (byte {error.start} is not UTF-8); "
+                        "it should hold one word/file.wav per line") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read ({error.strerror or error})") from None
+    if any("\0" in line for line in lines):
+        raise UserError(f"{path}: not a text list of clips (it holds NUL bytes)")
+    return lines

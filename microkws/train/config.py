@@ -50,7 +50,8 @@ class TrainConfig:
     quantize: bool = False
     """Train for int8 deployment (see microkws.train.quantize)."""
     check_nans: bool = False
-    """Stop with an error naming the step when the loss becomes NaN."""
+    """The original's flag, kept so its commands run: a loss that becomes NaN or infinite always stops
+    training with an error naming the step, whatever this says."""
     fresh_unknowns: bool = True
     """Draw each step's unknown examples from every clip of the other words, not only the fixed
     draw the original made once (which leaves most unknown words unseen)."""
