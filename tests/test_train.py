@@ -214,6 +214,8 @@ def test_nan_loss_stops_naming_the_step(mini_dataset, tmp_path):
     (["--model_architecture", "resnet"], "unknown model architecture 'resnet'"),
     (["--how_many_training_steps", "100,10", "--learning_rate", "0.1"], "has 2 entries but learning_rate has 1"),
     (["--batch_size", "0"], "batch_size must be a positive integer"),
+    (["--silence_percentage", "1e9"], "silence_percentage must be from 0 to 10000"),
+    (["--preprocess", "mfcc", "--window_stride_ms", "0.01"], "must each be at least one sample"),
 ])
 def test_bad_flags_give_one_line_and_status_2(mini_dataset, flags, message, capsys):
     # TrainConfig raises these before anything is loaded: the command in-process shows what a user sees.

@@ -21,6 +21,9 @@ from microkws.errors import UserError
 
 log = logging.getLogger(__name__)
 
+MAX_EXTRA_PERCENTAGE = 10000
+"""Silence and unknown examples, at most 100 times the wanted-word clips (more is memory, not data)."""
+
 DEFAULT_WANTED_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 RANDOM_SEED = 59185  # the original's seed for drawing unknown clips
 
@@ -62,8 +65,8 @@ class DataConfig:
             raise UserError(f"wanted_words cannot include {', '.join(sorted(reserved))}")
         # Silence and unknown may exceed 100 %: they are relative to the wanted-word count.
         for name in ("silence_percentage", "unknown_percentage"):
-            if getattr(self, name) < 0:
-                raise UserError(f"{name} must not be negative, got {getattr(self, name)}")
+            if not 0 <= getattr(self, name) <= MAX_EXTRA_PERCENTAGE:
+                raise UserError(f"{name} must be from 0 to {MAX_EXTRA_PERCENTAGE}, got {getattr(self, name)}")
         for name in ("validation_percentage", "testing_percentage"):
             if not 0 <= getattr(self, name) <= 100:
                 raise UserError(f"{name} must be between 0 and 100, got {getattr(self, name)}")

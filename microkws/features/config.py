@@ -69,6 +69,9 @@ class FeatureConfig:
         for name in ("sample_rate", "clip_duration_ms", "window_size_ms", "window_stride_ms", "feature_bin_count"):
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.window_size_samples < 1 or self.window_stride_samples < 1:
+            raise UserError(f"window_size_ms {self.window_size_ms} and window_stride_ms {self.window_stride_ms} must "
+                            f"each be at least one sample ({1000 / self.sample_rate:g} ms at {self.sample_rate} Hz)")
         if self.window_size_samples > self.desired_samples:
             raise UserError(
                 f"window_size_ms {self.window_size_ms} is longer than clip_duration_ms {self.clip_duration_ms}"
