@@ -180,7 +180,7 @@ def test_list_files_naming_missing_clips_are_counted(mini_dataset, caplog):
 def test_config_errors():
     with pytest.raises(UserError, match="more than once"):
         DataConfig("x", wanted_words=("up", "up"))
-    with pytest.raises(UserError, match="silence_percentage must not be negative"):
+    with pytest.raises(UserError, match="silence_percentage must be from 0 to 10000"):
         DataConfig("x", silence_percentage=-1)
     with pytest.raises(UserError, match="testing_percentage must be between 0 and 100"):
         DataConfig("x", testing_percentage=120)
