@@ -15,7 +15,6 @@ import re
 import shutil
 import sys
 import tarfile
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from microkws.errors import UserError
+from microkws.files import staging_directory
 
 log = logging.getLogger(__name__)
 
@@ -302,19 +302,7 @@ def _extract(archive_path, final, *, progress):
     """Unpack into a hidden sibling of `final`, then rename it into place."""
     if not hasattr(tarfile, "data_filter"):
         raise UserError("unpacking the data set safely needs Python 3.11.4 or newer")
-    # Clear folders of earlier runs that were killed while unpacking: only names this code makes
-    # (mkdtemp's random characters between the folder name and .partial), matched literally; the
-    # folder name is user text, and used as a glob pattern ("DIR/*") it once matched unrelated folders.
-    ours = re.compile(re.escape(f".{final.name}.") + r"[a-z0-9_]{1,16}\.partial")
-    for stale in final.parent.iterdir():
-        if ours.fullmatch(stale.name) and stale.is_dir() and not stale.is_symlink():
-            log.info("removing %s, left by an interrupted run", stale)
-            shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
-    # mkdtemp makes the folder 0700; the data set is for everyone the umask allows (a shared machine).
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)
+    staging = Path(staging_directory(final))  # also clears folders of runs killed while unpacking
     log.info("unpacking %s", archive_path.name)
     try:
         bar = tqdm(unit=" files", desc="unpacking", file=sys.stderr, disable=None if progress else True)

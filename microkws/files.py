@@ -5,12 +5,15 @@ place, so a kill or a full disk leaves the previous file, never a torn one.
 """
 
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
 
 from microkws.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 def write_with(path, write, *, hint=""):
@@ -60,9 +63,10 @@ LOW_DISK_BYTES = 64 * 2**20
 
 
 def staging_directory(path):
-    """A new empty folder beside `path` to build its replacement in (see `replace_directory`). Folders that
-    an earlier, killed build of `path` left behind are removed first, and so is what a kill between the
-    two renames of `replace_directory` left (`path`.old is moved back when `path` is missing)."""
+    """A new empty folder beside `path` (".NAME.XXXXXXXX.partial") to build its replacement in, with the
+    umask's mode (mkdtemp's 0700 would hide a data set from others on a shared machine). What a killed
+    earlier build of `path` left is cleared first: its staging folders, and `path`.old from a kill
+    between the two renames of `replace_directory` (moved back when `path` is missing)."""
     path = os.path.abspath(os.fspath(path))
     parent, name = os.path.split(path)
     old = f"{path}.old"
@@ -71,13 +75,17 @@ def staging_directory(path):
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(old, path)
-    # Only names this function makes: no pattern is built from the user's text.
-    stale = re.compile(re.escape(f".{name}-") + r"[a-z0-9_]{8}\.partial")
-    for entry in os.listdir(parent) if os.path.isdir(parent) else []:
-        if stale.fullmatch(entry):
-            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+    # Only names this function makes, matched literally: the folder name is user text, and used as a
+    # glob pattern ("DIR/*") it once matched unrelated folders.
+    ours = re.compile(re.escape(f".{name}.") + r"[a-z0-9_]{1,16}\.partial")
+    for entry in os.scandir(parent) if os.path.isdir(parent) else []:
+        if ours.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+            log.info("removing %s, left by an interrupted run", entry.path)
+            shutil.rmtree(entry.path, ignore_errors=True)
     os.makedirs(parent, exist_ok=True)
-    return tempfile.mkdtemp(prefix=f".{name}-", suffix=".partial", dir=parent)
+    staging = tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=parent)
+    os.chmod(staging, 0o777 & ~_umask())
+    return staging
 
 
 def low_disk_note(folder):

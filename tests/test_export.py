@@ -301,12 +301,12 @@ def test_freeze_after_a_kill_between_the_two_renames(run):
 
     folder = run[0] / "saved_model"
     folder.rename(run[0] / "saved_model.old")
-    (run[0] / ".saved_model-abcd_123.partial" / "variables").mkdir(parents=True)
-    (run[0] / ".saved_model-notours").mkdir()  # not a name microkws makes: kept
+    (run[0] / ".saved_model.abcd_123.partial" / "variables").mkdir(parents=True)
+    (run[0] / ".saved_model.notours").mkdir()  # not a name microkws makes: kept
     export_saved_model(run[0])
     assert (folder / "saved_model.pb").is_file()
     leftovers = sorted(p.name for p in run[0].iterdir() if p.name.startswith((".saved_model", "saved_model")))
-    assert leftovers == [".saved_model-notours", "saved_model"]
+    assert leftovers == [".saved_model.notours", "saved_model"]
 
 
 @pytest.mark.slow  # trains and exports a run (module fixture)

@@ -21,8 +21,6 @@ TESTING_LIST = "testing_list.txt"
 # The original hashes into 2**27 buckets; the constant is the largest bucket.
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1
 
-from microkws.errors import UserError
-
 
 def which_set(filename, validation_percentage, testing_percentage):
     """Partition of `filename` under the original SHA-1 file-name split.

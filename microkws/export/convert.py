@@ -25,7 +25,7 @@ import functools
 
 import numpy as np
 
-from microkws.errors import UserError
+from microkws.errors import UserError, first_line
 
 
 def to_int8_tflite(model, *, representative, input_quantization=None, inference_type="int8"):
@@ -104,8 +104,8 @@ def _convert(converter):
         with quiet("TFLite converter"):
             model_bytes = converter.convert()
     except Exception as error:  # the converter raises bare Exception subclasses with long MLIR dumps
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"the TFLite converter failed: {first_line}{low_disk_note(tempfile.gettempdir())}") from error
+        note = low_disk_note(tempfile.gettempdir())
+        raise UserError(f"the TFLite converter failed: {first_line(error)}{note}") from error
     return slim_model(model_bytes)
 
 

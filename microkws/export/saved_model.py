@@ -26,7 +26,7 @@ import os
 import shutil
 
 from microkws._quiet import quiet
-from microkws.errors import UserError
+from microkws.errors import UserError, first_line
 from microkws.files import low_disk_note, replace_directory, staging_directory, write_text
 from microkws.train.rundir import LABELS_FILE
 
@@ -58,8 +58,7 @@ def save_audio_model(model, *, feature_config, labels, path):
         write_text(os.path.join(built, LABELS_FILE), "\n".join(labels) + "\n")
         return replace_directory(built, path)
     except (OSError, tf.errors.OpError) as error:
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise UserError(f"{path}: cannot write the SavedModel ({first_line}){low_disk_note(built)}") from None
+        raise UserError(f"{path}: cannot write the SavedModel ({first_line(error)}){low_disk_note(built)}") from None
     finally:
         shutil.rmtree(built, ignore_errors=True)
 

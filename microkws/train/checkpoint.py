@@ -15,7 +15,7 @@ import zlib
 
 import numpy as np
 
-from microkws.errors import UserError
+from microkws.errors import UserError, first_line
 from microkws.files import write_with
 
 log = logging.getLogger(__name__)
@@ -74,21 +74,20 @@ def write_npz_atomically(path, arrays):
 
 
 def read_meta(path):
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: no such checkpoint file")
     return _read(path)[0]
 
 
 def _read(path):
     """(metadata, model arrays, optimizer arrays) of a checkpoint, all read before anything is assigned."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no such checkpoint file")
     try:
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
             arrays = {prefix: [data[k] for k in sorted(k for k in data.files if k.startswith(prefix))]
                       for prefix in ("model/", "optimizer/")}
     except UNREADABLE as error:
-        raise UnreadableCheckpoint(f"{path}: not a readable microkws checkpoint "
-                                   f"({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+        raise UnreadableCheckpoint(f"{path}: not a readable microkws checkpoint ({first_line(error)})") from None
     if not isinstance(meta, dict):
         raise UnreadableCheckpoint(f"{path}: not a readable microkws checkpoint (its metadata is not an object)")
     return meta, arrays["model/"], arrays["optimizer/"]
@@ -100,8 +99,6 @@ def load_checkpoint(path, *, model, optimizer=None, expect=None):
     `expect` maps metadata keys to required values (architecture, labels,
     input shape): a mismatch is a UserError naming both.
     """
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: no such checkpoint file")
     meta, model_values, optimizer_values = _read(path)
     for key, wanted in (expect or {}).items():
         found = meta.get(key)
