@@ -58,6 +58,19 @@ def write_json(path, data):
     return write_text(path, json.dumps(data, indent=1) + "\n")
 
 
+def check_writable(folder, *, what="write"):
+    """A UserError naming `folder` unless a file can be created in it: checked before long work (an
+    export converts for a minute before its first write), and by creating a file, because permission
+    bits say nothing on a read-only file system or to root."""
+    folder = os.fspath(folder)
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+    except OSError as error:
+        raise UserError(f"{folder}: cannot {what} there ({error.strerror or error})") from None
+    os.close(handle)
+    _remove_quietly(probe)
+
+
 LOW_DISK_BYTES = 64 * 2**20
 """Below this much free space a failed write is reported as a full disk."""
 
@@ -82,9 +95,12 @@ def staging_directory(path):
         if ours.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
             log.info("removing %s, left by an interrupted run", entry.path)
             shutil.rmtree(entry.path, ignore_errors=True)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=parent)
-    os.chmod(staging, 0o777 & ~_umask())
+    try:
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=parent)
+        os.chmod(staging, 0o777 & ~_umask())
+    except OSError as error:
+        raise UserError(f"{path}: cannot write ({error.strerror or error}){low_disk_note(parent)}") from None
     return staging
 
 

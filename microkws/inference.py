@@ -255,7 +255,7 @@ class _TfliteBackend:
             from microkws.export.interpreters import float_interpreter, reference_interpreter, run_interpreter
 
             make = float_interpreter if tensor_in.dtype == "float32" else reference_interpreter
-            interpreter = make(model_bytes)
+            interpreter = make(model_bytes, source=path)
             self._run = lambda inputs: run_interpreter(interpreter, inputs)
 
     def run(self, inputs):

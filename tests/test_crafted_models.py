@@ -141,12 +141,23 @@ def test_truncated_or_misrooted_files_are_damaged(reference, damage, message):
     (lambda g, m: (setattr(g.tensors[2].quantization, "scale", [0.1, 0.2]),
                    setattr(g.tensors[2].quantization, "zeroPoint", [0, 0])), "2 per-channel scales"),
     (lambda g, m: setattr(g, "outputs", np.array([12])), "outputs name tensor 12 of 10"),
+    (lambda g, m: setattr(m, "version", 40707), "schema version 40707; TFLite models are version 3"),
 ])
 def test_broken_references_are_named(reference, edit, message):
     model = parsed(reference)
     edit(model.subgraphs[0], model)
     with pytest.raises(UserError, match=message):
         read_model(packed(model), source="crafted.tflite")
+
+
+def test_a_model_tflite_refuses_is_one_line_naming_the_file():
+    # verify's bit-equality check and `evaluate --runtime tflite` open models with tf.lite's interpreter,
+    # whose C++ wrapper raises ValueError / RuntimeError for what it refuses.
+    from microkws.export.interpreters import float_interpreter, reference_interpreter
+
+    for make in (reference_interpreter, float_interpreter):
+        with pytest.raises(UserError, match=r"^crafted.tflite: TFLite's interpreter cannot run it \(.+\)$"):
+            make(b"\0" * 64, source="crafted.tflite")
 
 
 def test_every_mutant_of_a_real_model_is_handled(reference, testvectors):

@@ -93,3 +93,36 @@ def test_commands_on_a_run_with_a_broken_config_exit_2(tmp_path, testvectors, co
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "features.sample_rate must be a whole number" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("command", ["export", "freeze"])
+def test_export_into_a_run_dir_that_refuses_writes_is_one_line(tmp_path, monkeypatch, capsys, command):
+    # Permission bits do not stop root (CI runs as root) and a read-only mount needs privileges, so the
+    # folder refuses writes the way the kernel does: creating a file in it fails with EACCES / EROFS.
+    import errno
+    import os
+    import tempfile
+
+    from microkws.cli import main
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_run_config(run_dir, a_config(tmp_path))
+    (run_dir / "model.keras").write_bytes(b"not reached: the write check comes first")
+    before = sorted(os.listdir(run_dir))
+    real_mkstemp, real_mkdtemp = tempfile.mkstemp, tempfile.mkdtemp
+
+    def refuse(real, code):
+        def create(*args, dir=None, **kwargs):
+            if dir is not None and os.path.abspath(dir) == str(run_dir):
+                raise OSError(code, os.strerror(code))
+            return real(*args, dir=dir, **kwargs)
+        return create
+
+    for code in (errno.EACCES, errno.EROFS):
+        monkeypatch.setattr(tempfile, "mkstemp", refuse(real_mkstemp, code))
+        monkeypatch.setattr(tempfile, "mkdtemp", refuse(real_mkdtemp, code))
+        assert main([command, str(run_dir)]) == 2
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(lines) == 1 and str(run_dir) in lines[0] and os.strerror(code) in lines[0], lines
+        assert sorted(os.listdir(run_dir)) == before

@@ -168,6 +168,24 @@ def test_a_truncated_latest_checkpoint_is_skipped_on_resume(mini_dataset, tmp_pa
     assert read_meta(latest)["step"] == 40  # written again by the resumed run
 
 
+def test_an_unreadable_best_checkpoint_at_the_finish_is_one_line_and_deleting_it_finishes(mini_dataset, tmp_path,
+                                                                                          caplog):
+    run_dir = tmp_path / "run"
+    settings = dict(data_config=data_config(mini_dataset), train_config=short_config(), progress=False)
+    first_best = train(run_dir, **settings)["best_step"]
+    best = run_dir / "best.npz"
+    best.write_bytes(best.read_bytes()[:500])
+    with pytest.raises(UserError, match=f"^{best}: not a readable microkws checkpoint .*; the best weights are "
+                                        "lost: delete it and re-run"):
+        train(run_dir, **settings)
+    best.unlink()
+    with caplog.at_level(logging.WARNING):
+        metrics = train(run_dir, **settings)
+    assert metrics["best_step"] == 40 and metrics["steps_run"] == 0
+    warned = f"{best} is missing: using the last weights (step 40), not the best validation step {first_best}"
+    assert (warned in caplog.text) == (first_best != 40), caplog.text
+
+
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04 cut", b"not an npz at all", "no_meta"])
 def test_a_bad_start_checkpoint_is_one_line(content, mini_dataset, tmp_path):
     path = tmp_path / "start.npz"

@@ -102,7 +102,7 @@ def verify(model_path, *, train_dir=None, data_config=None, feature_config=None,
         "labels": list(labels),
         "labels_source": labels_source,
         "features": feature_config.to_dict(),
-        "reference_kernels": _compare_reference(model_bytes, tflm, all_inputs),
+        "reference_kernels": _compare_reference(model_bytes, tflm, all_inputs, source=model_path),
         "golden": golden,
         "test": test,
     }
@@ -221,15 +221,15 @@ def _float_predictions(keras_model, keras_path, model_path, features):
     if not os.path.isfile(beside):
         return None, None
     with open(beside, "rb") as file:
-        interpreter = float_interpreter(file.read())
+        interpreter = float_interpreter(file.read(), source=beside)
     if int(np.prod(interpreter.get_input_details()[0]["shape"])) != features.shape[1]:
         log.warning("%s: input does not match %s; no float accuracy", beside, model_path)
         return None, None
     return np.argmax(run_interpreter(interpreter, features), axis=-1), beside
 
 
-def _compare_reference(model_bytes, tflm, inputs):
-    expected = run_interpreter(reference_interpreter(model_bytes), inputs)
+def _compare_reference(model_bytes, tflm, inputs, *, source):
+    expected = run_interpreter(reference_interpreter(model_bytes, source=source), inputs)
     actual = tflm.run(inputs)
     differing = int(np.sum(np.any(expected != actual, axis=-1)))
     return {"identical": differing == 0, "inputs": int(len(inputs)), "differing": differing,

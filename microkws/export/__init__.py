@@ -32,7 +32,7 @@ from microkws.export.quantization import (
     normalize_inference_type,
 )
 from microkws.export.saved_model import SAVED_MODEL_DIR, load_saved_model, save_audio_model
-from microkws.files import write_bytes
+from microkws.files import check_writable, write_bytes
 from microkws.models import with_softmax
 from microkws.train.rundir import FLOAT_TFLITE_FILE, TFLITE_FILE, read_run_config, trained_model_path
 
@@ -71,6 +71,7 @@ def export_run(run_dir, *, inference_type="int8", mean_values=None, std_values=N
     inference_type = normalize_inference_type(inference_type)
     check_c_name(c_name)
     config = read_run_config(run_dir)
+    check_writable(run_dir, what="export")
     probabilities = with_softmax(_load_run_model(run_dir, config.features))
     quantization = _input_quantization(config.features, inference_type, mean_values, std_values)
 
@@ -98,6 +99,7 @@ def export_run(run_dir, *, inference_type="int8", mean_values=None, std_values=N
 def export_saved_model(run_dir):
     """Write only saved_model/ (audio in, probabilities out): what `microkws freeze` does. Returns its path."""
     config = read_run_config(run_dir)
+    check_writable(run_dir, what="write saved_model/")
     model = _load_run_model(run_dir, config.features)
     return _save_audio_model(run_dir, with_softmax(model), config.features, config.labels)
 

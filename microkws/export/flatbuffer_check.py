@@ -15,6 +15,8 @@ import numpy as np
 ITEM_BYTES = {"FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, "BOOL": 1, "INT16": 2,
               "INT8": 1, "FLOAT64": 8, "UINT64": 8, "UINT32": 4, "UINT16": 2, "COMPLEX64": 8}
 """Bytes per element of the tensor types whose constant data has a fixed size."""
+SCHEMA_VERSION = 3
+"""The version field of every TFLite flatbuffer since 2018; interpreters refuse any other."""
 MAX_ELEMENTS = 1 << 28
 """A tensor larger than this (256 M elements) is not a keyword model's: refused before any allocation."""
 
@@ -22,6 +24,8 @@ MAX_ELEMENTS = 1 << 28
 def check_model(model, schema, *, size):
     """Raise ValueError naming the first broken reference of `model` (a schema.ModelT parsed from `size`
     bytes); `read_model` turns it into the user's one-line error."""
+    if model.version != SCHEMA_VERSION:
+        raise ValueError(f"schema version {model.version}; TFLite models are version {SCHEMA_VERSION}")
     codes = model.operatorCodes or []
     builtin_codes = {value for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
     for index, code in enumerate(codes):

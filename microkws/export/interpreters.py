@@ -12,19 +12,22 @@ import warnings
 
 import numpy as np
 
+from microkws.errors import UserError, first_line
 
-def reference_interpreter(model_bytes):
-    """A tf.lite interpreter running `model_bytes` on TFLite's reference kernels."""
+
+def reference_interpreter(model_bytes, *, source="model"):
+    """A tf.lite interpreter running `model_bytes` on TFLite's reference kernels; a model it refuses is a
+    UserError naming `source`."""
     from microkws._tensorflow import tf
 
-    return _interpreter(model_bytes, tf.lite.experimental.OpResolverType.BUILTIN_REF)
+    return _interpreter(model_bytes, tf.lite.experimental.OpResolverType.BUILTIN_REF, source)
 
 
-def float_interpreter(model_bytes):
+def float_interpreter(model_bytes, *, source="model"):
     """A tf.lite interpreter with the default (optimised) kernels, for float models."""
     from microkws._tensorflow import tf
 
-    return _interpreter(model_bytes, tf.lite.experimental.OpResolverType.AUTO)
+    return _interpreter(model_bytes, tf.lite.experimental.OpResolverType.AUTO, source)
 
 
 def run_interpreter(interpreter, inputs):
@@ -40,12 +43,16 @@ def run_interpreter(interpreter, inputs):
     return np.stack(outputs) if outputs else np.zeros((0, int(np.prod(output_detail["shape"]))))
 
 
-def _interpreter(model_bytes, resolver):
+def _interpreter(model_bytes, resolver, source):
     from microkws._tensorflow import tf
 
-    with warnings.catch_warnings():
-        # "tf.lite.Interpreter is deprecated": known, and handled here (see the module docstring).
-        warnings.simplefilter("ignore", UserWarning)
-        interpreter = tf.lite.Interpreter(model_content=bytes(model_bytes), experimental_op_resolver_type=resolver)
-    interpreter.allocate_tensors()
+    try:
+        with warnings.catch_warnings():
+            # "tf.lite.Interpreter is deprecated": known, and handled here (see the module docstring).
+            warnings.simplefilter("ignore", UserWarning)
+            interpreter = tf.lite.Interpreter(model_content=bytes(model_bytes),
+                                              experimental_op_resolver_type=resolver)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as error:  # what the C++ wrapper raises for a model it refuses
+        raise UserError(f"{source}: TFLite's interpreter cannot run it ({first_line(error)})") from None
     return interpreter

@@ -33,6 +33,7 @@ from microkws.train import rundir
 from microkws.train.checkpoint import (
     checkpoint_path,
     load_checkpoint,
+    UnreadableCheckpoint,
     load_newest_checkpoint,
     prune_checkpoints,
     save_checkpoint,
@@ -89,7 +90,8 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
     steps_run = settings.total_steps - first_step
     if steps_run:
         log.info("trained %d steps in %.1f s (%.1f steps/s)", steps_run, elapsed, steps_run / max(elapsed, 1e-9))
-    metrics = finish(run_dir, model=model, data=data, labels=list(config.labels), state=state,
+    metrics = finish(run_dir, model=model, data=data, labels=list(config.labels),
+                     state={**state, "step": settings.total_steps},
                      checkpoint_metric=settings.checkpoint_metric)
     return {**metrics, "steps_run": steps_run, "train_seconds": elapsed}
 
@@ -182,13 +184,8 @@ class _Summaries:
 
 def finish(run_dir, *, model, data, labels, state, checkpoint_metric):
     """Load the best weights, score them on the test partition, and save the model and metrics."""
-    best = os.path.join(run_dir, rundir.BEST_FILE)
-    if os.path.exists(best):
-        load_checkpoint(best, model=model)
+    state = _load_best(run_dir, model, state)
     confusion = _confusion(model, data["testing"], len(labels))
-    wide_features, wide_truth = data["testing_every_unknown"]
-    wide_logits = None if wide_features is None else model_outputs(model, wide_features)
-    wide = _confusion(model, data["testing_every_unknown"], len(labels), logits=wide_logits)
     metrics = {
         "labels": labels,
         "best_step": state["best_step"],
@@ -197,13 +194,10 @@ def finish(run_dir, *, model, data, labels, state, checkpoint_metric):
         "test_accuracy": accuracy(confusion),
         "test_confusion": confusion.tolist(),
         "test_examples": int(confusion.sum()),
-        "test_every_unknown": {
-            "accuracy": accuracy(wide),
-            "balanced_accuracy": balanced_accuracy(wide),
-            "confusion": wide.tolist(),
-            "unknown_false_accepts": unknown_false_accepts(wide, labels),
-            "keyword_recall": [] if wide_logits is None else keyword_recall(softmax(wide_logits), wide_truth, labels),
-        },
+        "test_every_unknown": _every_unknown_report(model, data["testing_every_unknown"], labels),
+        # The same figures on the validation speakers: what a recipe may be tuned on (the test
+        # speakers are for the final figure only).
+        "validation_every_unknown": _every_unknown_report(model, data["validation"], labels),
     }
     save_keras_model(os.path.join(run_dir, rundir.MODEL_FILE), model)
     rundir.write_metrics(run_dir, metrics)
@@ -222,6 +216,40 @@ def _log_metrics(metrics, confusion, labels):
     recall = metrics["test_every_unknown"]["keyword_recall"]
     if recall:
         log.info("%s", format_keyword_recall(recall))
+
+
+def _load_best(run_dir, model, state):
+    """Put the best validation weights (best.npz) into `model`; returns the state to report. Without
+    best.npz (deleted by hand) the model keeps the last weights and the report says so; a best.npz
+    that cannot be read is an error rather than a silent fall-back, since the metrics would claim a
+    checkpoint that is not the one saved."""
+    best = os.path.join(run_dir, rundir.BEST_FILE)
+    if os.path.exists(best):
+        try:
+            load_checkpoint(best, model=model)
+        except UnreadableCheckpoint as error:
+            raise UserError(f"{error}; the best weights are lost: delete it and re-run the same command to "
+                            "finish with the last weights, or train again in a new --train_dir") from None
+        return state
+    if state["best_step"] != state["step"]:
+        log.warning("%s is missing: using the last weights (step %d), not the best validation step %d",
+                    best, state["step"], state["best_step"])
+    return {**state, "best_step": state["step"]}
+
+
+def _every_unknown_report(model, partition, labels):
+    """Accuracy, balanced accuracy, confusion, other words taken and keyword recall at fixed false-accept
+    rates, over a partition holding every clip of other words."""
+    features, truth = partition
+    logits = None if features is None else model_outputs(model, features)
+    confusion = _confusion(model, partition, len(labels), logits=logits)
+    return {
+        "accuracy": accuracy(confusion),
+        "balanced_accuracy": balanced_accuracy(confusion),
+        "confusion": confusion.tolist(),
+        "unknown_false_accepts": unknown_false_accepts(confusion, labels),
+        "keyword_recall": [] if logits is None else keyword_recall(softmax(logits), truth, labels),
+    }
 
 
 def _confusion(model, partition, label_count, *, logits=None):

@@ -28,7 +28,7 @@ from microkws._config import settings_from_dict
 from microkws.dataset import AugmentConfig, DataConfig
 from microkws.errors import UserError
 from microkws.features import FeatureConfig
-from microkws.files import write_json, write_text
+from microkws.files import check_writable, write_json, write_text
 from microkws.train.config import TrainConfig
 
 CONFIG_FILE = "config.json"
@@ -134,12 +134,9 @@ def check_run_dir(run_dir, config):
     """Fail early if the run directory is not writable or holds a run with other settings."""
     try:
         os.makedirs(run_dir, exist_ok=True)
-        probe = os.path.join(run_dir, ".write-test")
-        with open(probe, "w") as file:
-            file.write("ok")
-        os.remove(probe)
     except OSError as error:
         raise UserError(f"{run_dir}: cannot write to the train_dir ({error.strerror or error})") from None
+    check_writable(run_dir, what="write to the train_dir")
     if not is_run_dir(run_dir):
         return
     existing = read_run_config(run_dir).to_dict()
