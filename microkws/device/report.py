@@ -2,8 +2,10 @@
 to device_report.json."""
 
 import json
+import os
 from dataclasses import dataclass
 
+from microkws.device.firmware import refresh_model_settings
 from microkws.errors import UserError
 from microkws.files import write_json
 
@@ -95,4 +97,7 @@ def update_device_report(path, **entries):
         raise UserError(f"{path}: cannot read the device report ({error})") from None
     if not isinstance(report, dict):
         raise UserError(f"{path}: not a device report (expected a JSON object)")
-    return write_json(path, {**report, **entries})
+    report = {**report, **entries}
+    write_json(path, report)
+    refresh_model_settings(report, os.path.dirname(os.path.abspath(path)))
+    return path

@@ -38,6 +38,7 @@ from microkws.export.quantization import device_quantization, encode_features, e
 from microkws.export.tflite_model import read_model_file
 from microkws.features import FeatureConfig, compute_features
 from microkws.features.micro import micro_features, to_training_scale
+from microkws.device.firmware import refresh_model_settings
 from microkws.files import write_json
 from microkws.metrics import accuracy, confusion_matrix, top_ties
 from microkws.models import count_macs
@@ -111,6 +112,7 @@ def verify(model_path, *, train_dir=None, data_config=None, feature_config=None,
                                        rundir.REPORT_FILE)
     write_json(path, report)
     report["report_path"] = os.path.abspath(path)
+    refresh_model_settings(report, os.path.dirname(os.path.abspath(path)))
     return report
 
 

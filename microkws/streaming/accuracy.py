@@ -20,7 +20,7 @@ from microkws.dataset.labels import SILENCE_LABEL, label_role
 from microkws.errors import UserError
 from microkws.streaming.det import DET_THRESHOLDS, det_point
 from microkws.streaming.groundtruth import match_commands, read_ground_truth
-from microkws.streaming.recognize import DEVICE_THRESHOLD, recognize_stream
+from microkws.streaming.recognize import DEVICE_SETTINGS, recognize_stream
 from microkws.streaming.stream import stream_outputs
 
 
@@ -62,8 +62,10 @@ def streaming_accuracy(commands, ground_truth, *, time_tolerance_ms=1500):
     )
 
 
-def evaluate_stream(model, audio_path, labels_path, *, clip_stride_ms=20, average_window_duration_ms=1000,
-                    detection_threshold=DEVICE_THRESHOLD, suppression_ms=1500, minimum_count=3,
+def evaluate_stream(model, audio_path, labels_path, *, clip_stride_ms=20,
+                    average_window_duration_ms=DEVICE_SETTINGS.average_window_duration_ms,
+                    detection_threshold=DEVICE_SETTINGS.detection_threshold,
+                    suppression_ms=DEVICE_SETTINGS.suppression_ms, minimum_count=DEVICE_SETTINGS.minimum_count,
                     time_tolerance_ms=1500, thresholds=DET_THRESHOLDS, progress=False):
     """Run `model` (a KeywordModel) over a long recording and score its commands against the ground truth.
 

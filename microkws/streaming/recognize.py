@@ -40,28 +40,31 @@ import numpy as np
 
 from microkws._config import settings_from_dict
 from microkws.dataset.labels import SILENCE_LABEL, label_role
+from microkws.device.firmware import (
+    DEVICE_AVERAGE_WINDOW_MS,
+    DEVICE_MAX_RESULTS,
+    DEVICE_MINIMUM_COUNT,
+    DEVICE_SCORE_THRESHOLD,
+    DEVICE_SUPPRESSION_MS,
+)
 from microkws.errors import UserError
 
-DEVICE_SCORE_THRESHOLD = 200
-"""The device's default detection threshold, on its 0..255 scale of averaged int8 scores."""
 DEVICE_THRESHOLD = DEVICE_SCORE_THRESHOLD / 256
 """The device's default threshold as a probability (0.78125): int8 softmax outputs step by 1/256."""
-DEVICE_MAX_RESULTS = 50
-"""Results the device's queue holds (kMaxResults); a result arriving when it is full is dropped."""
 
 
 @dataclass(frozen=True)
 class DetectionSettings:
     """RecognizeCommands' settings: how a stream of per-window scores becomes commands (defaults: the device's)."""
 
-    average_window_duration_ms: int = 1000
+    average_window_duration_ms: int = DEVICE_AVERAGE_WINDOW_MS
     """Average each label's scores over the results of the last this many ms."""
     detection_threshold: float = DEVICE_THRESHOLD
     """A PROBABILITY (0..1): a command needs its averaged score above it. For an int8 model the device
     compares its integer average (0..255) with floor(256 x this), `KeywordModel.score_threshold`."""
-    suppression_ms: int = 1500
+    suppression_ms: int = DEVICE_SUPPRESSION_MS
     """After a command, the same label is not reported again for this long."""
-    minimum_count: int = 3
+    minimum_count: int = DEVICE_MINIMUM_COUNT
     """Results the window must hold before any command."""
 
     def __post_init__(self):
