@@ -28,13 +28,14 @@ def main():
 
     from microkws.evaluate import evaluate
     from microkws.inference import load_model
+    from microkws.dataset.index import MAX_EXTRA_PERCENTAGE
     from microkws.train import read_run_config
 
     print(f"{'run':24} {'model':14} {'split test':>11} {'all-unknown test':>17} {'unknown -> wanted':>18}  "
           f"keyword recall at 2 / 5 / 10 % false accepts")
     for run_dir in args.runs:
         data_config = read_run_config(run_dir).data
-        every_unknown = dataclasses.replace(data_config, unknown_percentage=1e6)
+        every_unknown = dataclasses.replace(data_config, unknown_percentage=MAX_EXTRA_PERCENTAGE)
         for name, prefer in (("int8 (TFLM)", "tflite"), ("float (Keras)", "keras")):
             model = load_model(run_dir, prefer=prefer)
             split = evaluate(model, split="testing")

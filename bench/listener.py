@@ -42,13 +42,15 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--baseline_steps", default="15000,3000", help="the tutorial's steps (default: %(default)s)")
     parser.add_argument("--baseline_run", help="an existing tutorial run to use instead of training one")
+    parser.add_argument("--recommended_run", help="an existing recommended run to score instead of training one")
     parser.add_argument("--stream_seconds", type=int, default=1200, help="test stream length (default: %(default)s)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
     stream = make_stream(args, out)
-    runs = {"recommended": train(args, out / f"recommended-{args.seed}", [])}
+    runs = {"recommended": (Path(args.recommended_run), None) if args.recommended_run else
+            train(args, out / f"recommended-{args.seed}", [])}
     if args.baseline_run:
         runs["tutorial"] = (Path(args.baseline_run), None)
     else:
@@ -83,10 +85,11 @@ def score(run_dir, seconds, stream):
 
     from microkws.evaluate import evaluate
     from microkws.inference import load_model
+    from microkws.dataset.index import MAX_EXTRA_PERCENTAGE
     from microkws.train import read_run_config
 
     model = load_model(str(run_dir), prefer="tflite")
-    every_unknown = dataclasses.replace(read_run_config(run_dir).data, unknown_percentage=1e6)
+    every_unknown = dataclasses.replace(read_run_config(run_dir).data, unknown_percentage=MAX_EXTRA_PERCENTAGE)
     wide = evaluate(model, split="testing", data_config=every_unknown)
     recall = {row["false_accept_rate"]: row["recall"] for row in wide["keyword_recall"]}
     report = json.loads((run_dir / "device_report.json").read_text())

@@ -61,9 +61,9 @@ def test_no_architecture_means_the_recommended_recipe_and_flags_still_win():
     assert recommended.train.model_architecture != "tiny_conv"
     # A flag changes its setting only; the rest of the recipe stays.
     tweaked = run_settings(build_parser().parse_args([*words, "--optimizer", "adam", "--weight_decay", "0",
-                                                      "--time_shift_ms", "100"]))
+                                                      "--time_shift_ms", "150"]))
     assert tweaked.train.optimizer == "adam" and tweaked.train.label_smoothing == RECOMMENDED_TRAIN.label_smoothing
-    assert tweaked.augment.time_shift_ms == 100 and tweaked.augment.gain_db == RECOMMENDED_AUGMENT.gain_db
+    assert tweaked.augment.time_shift_ms == 150 and tweaked.augment.gain_db == RECOMMENDED_AUGMENT.gain_db
     # Naming an architecture, as the tutorial does, keeps the original's schedule and augmentation.
     tutorial = run_settings(build_parser().parse_args(["train", *TUTORIAL]))
     assert tutorial.train == TrainConfig(quantize=True)

@@ -29,6 +29,7 @@ COMMANDS = {
     "listen": ("listen", "spot keywords live from the microphone, or from a file at real-time pace"),
     "calibrate": ("calibrate", "choose a run's detection threshold on an hour of validation speakers"),
     "report": ("report", "draw a run's report.png: curves, confusion matrices, recall, DET curve, budget"),
+    "search": ("search", "find the best model for a board's flash, RAM and compute budget (Optuna)"),
 }
 
 

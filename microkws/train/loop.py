@@ -45,11 +45,14 @@ log = logging.getLogger(__name__)
 
 
 def train(run_dir, *, data_config, feature_config=None, augment_config=None, train_config=None,
-          start_checkpoint=None, summaries_dir=None, progress=True):
+          start_checkpoint=None, summaries_dir=None, progress=True, on_validation=None):
     """Train a model into `run_dir`; resumes if `run_dir` holds checkpoints of the same settings.
 
     Configs left as None take their defaults (the micro_speech recipe's features, the original's
     augmentation and schedule). Returns the final metrics dict (also written to metrics.json).
+    `on_validation(step, scores)`, if given, is called after each validation with its scores
+    ({"accuracy", "balanced_accuracy"}); an exception it raises stops training (a search prunes
+    unpromising trials this way).
     """
     config = rundir.RunConfig(data=data_config, **{name: value for name, value in (
         ("features", feature_config), ("augment", augment_config), ("train", train_config)) if value is not None})
@@ -81,7 +84,7 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
     first_step = state["step"]
     summaries = _Summaries(summaries_dir or os.path.join(run_dir, rundir.LOGS_DIR))
     validation = _Validation(run_dir, model, data["validation"], config.labels, identity, state, summaries,
-                             metric=settings.checkpoint_metric)
+                             metric=settings.checkpoint_metric, on_validation=on_validation)
     checkpoints = _Checkpoints(checkpoints_dir, model, optimizer, identity, state)
     elapsed = _run_steps(model, optimizer, data["training"], settings, state, progress=progress,
                          on_step=summaries.train, every=[(settings.eval_step_interval, validation),
@@ -126,8 +129,9 @@ class _Validation:
     """Scores the model on every validation clip, logs the scores and keeps the best weights in best.npz
     (best by `metric`: "balanced_accuracy" or "accuracy")."""
 
-    def __init__(self, run_dir, model, partition, labels, identity, state, summaries, *, metric):
+    def __init__(self, run_dir, model, partition, labels, identity, state, summaries, *, metric, on_validation=None):
         self.path = os.path.join(run_dir, rundir.BEST_FILE)
+        self.on_validation = on_validation
         self.model, self.partition, self.labels = model, partition, list(labels)
         self.identity, self.state, self.summaries, self.metric = identity, state, summaries, metric
 
@@ -144,6 +148,8 @@ class _Validation:
         log.info("step %d: validation accuracy %.1f%%, balanced %.1f%% (N=%d)%s", step, 100 * value,
                  100 * balanced, int(confusion.sum()), " best so far" if improved else "")
         log.info("validation confusion matrix:\n%s", format_confusion(confusion, self.labels))
+        if self.on_validation is not None:
+            self.on_validation(step, scores)
 
 
 class _Checkpoints:
