@@ -294,7 +294,7 @@ def test_a_recommended_model_made_too_big_is_refused_before_training(mini_datase
 
     run_dir = tmp_path / "run"
     assert main(["train", "--data_dir", str(mini_dataset), "--wanted_words", "up,down", "--model_config",
-                 '{"stage_filters": [48, 64, 64, 96]}', "--train_dir", str(run_dir), "--no_progress"]) == 2
+                 '{"filters": 64, "blocks": 4}', "--train_dir", str(run_dir), "--no_progress"]) == 2
     error = capsys.readouterr().err.strip()
     assert "does not fit the budget: flash" in error and "over the 20,480 budget" in error
     assert len(error.splitlines()) == 1
