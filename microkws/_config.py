@@ -14,6 +14,19 @@ from dataclasses import fields
 from microkws.errors import UserError
 
 
+def changed_keys(saved, wanted, prefix=""):
+    """Dotted names ("features.sample_rate") of the values that differ between two nested settings dicts,
+    sorted: what a re-run with other settings is told it changed."""
+    changed = []
+    for key in sorted(set(saved) | set(wanted)):
+        old, new = saved.get(key), wanted.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += changed_keys(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changed.append(f"{prefix}{key}")
+    return changed
+
+
 def reject_unknown_keys(cls, data, *, source, kind):
     """Raise a UserError naming `source` if `data` has keys that are not fields of `cls`."""
     unknown = sorted(set(data) - {f.name for f in fields(cls)})

@@ -37,12 +37,21 @@ def model_costs(train_config, feature_config, label_count):
     return {"flash_bytes": len(flatbuffer), "arena_bytes": smallest_arena(flatbuffer), "macs": count_macs(model)}
 
 
+BUDGET_FIGURES = ("flash_bytes", "arena_bytes", "macs")
+"""The figures of `model_costs`, each named as the device.Targets field that limits it."""
+
+
+def over_budget(costs, targets):
+    """{figure: [cost, limit]} of every figure of `costs` above `targets` (a device.Targets); empty if it fits."""
+    limits = {name: getattr(targets, name) for name in BUDGET_FIGURES}
+    return {name: [costs[name], limit] for name, limit in limits.items() if costs[name] > limit}
+
+
 def check_budget(costs, targets, *, what):
     """Raise a one-line UserError naming every figure of `costs` over `targets` (a device.Targets), and by how
     much; `what` names the model in the message."""
-    over = [f"{name.replace('_bytes', '')} {costs[name]:,} is {costs[name] - limit:,} over the {limit:,} budget"
-            for name, limit in (("flash_bytes", targets.flash_bytes), ("arena_bytes", targets.arena_bytes),
-                                ("macs", targets.macs)) if costs[name] > limit]
+    over = [f"{name.replace('_bytes', '')} {cost:,} is {cost - limit:,} over the {limit:,} budget"
+            for name, (cost, limit) in over_budget(costs, targets).items()]
     if over:
         raise UserError(f"{what} does not fit the budget: {'; '.join(over)}; choose smaller settings "
                         f"(--model_config) or a larger budget")

@@ -30,6 +30,10 @@ DEVICE_SUPPRESSION_MS = 1500
 DEVICE_MINIMUM_COUNT = 3
 DEVICE_MAX_RESULTS = 50
 """Results the device's queue holds (kMaxResults); a result arriving when it is full is dropped."""
+DEVICE_RECOGNITION = {"score_threshold": DEVICE_SCORE_THRESHOLD, "average_window_duration_ms": DEVICE_AVERAGE_WINDOW_MS,
+                      "suppression_ms": DEVICE_SUPPRESSION_MS, "minimum_count": DEVICE_MINIMUM_COUNT}
+"""The header's RecognizeCommands settings for a run not yet calibrated, keyed as device_report.json's
+"detection" entry."""
 ARENA_MARGIN_BYTES = 1024
 """Added to the measured arena for kTensorArenaSize. The arena is measured with TFLM's reference kernels;
 CMSIS-NN's optimised convolutions ask for scratch buffers (a few hundred bytes for these layers: im2col
@@ -52,7 +56,7 @@ def model_settings_text(report):
     features, labels, ops = report["features"], list(report["labels"]), list(report["ops"])
     frames, bins = FeatureConfig(**features).shape
     detection = report.get("detection")
-    score = detection["score_threshold"] if detection else DEVICE_SCORE_THRESHOLD
+    recognition = detection or DEVICE_RECOGNITION
     guard = "MICROKWS_MODEL_SETTINGS_H_"
     names = ", ".join(_c_string(label.strip("_")) for label in labels)
     lines = [
@@ -80,10 +84,11 @@ def model_settings_text(report):
         "",
         "// RecognizeCommands settings: " + ("chosen on a stream of validation speakers (detection.json)."
                                              if detection else "the device's defaults; run `microkws calibrate`."),
-        f"constexpr int kDetectionThreshold = {int(score)};  // of 0..255 averaged int8 scores",
-        f"constexpr int kAverageWindowDurationMs = {int(_get(detection, 'average_window_duration_ms'))};",
-        f"constexpr int kSuppressionMs = {int(_get(detection, 'suppression_ms'))};",
-        f"constexpr int kMinimumCount = {int(_get(detection, 'minimum_count'))};",
+        f"constexpr int kDetectionThreshold = {int(recognition['score_threshold'])};  // of 0..255 averaged int8 "
+        "scores",
+        f"constexpr int kAverageWindowDurationMs = {int(recognition['average_window_duration_ms'])};",
+        f"constexpr int kSuppressionMs = {int(recognition['suppression_ms'])};",
+        f"constexpr int kMinimumCount = {int(recognition['minimum_count'])};",
         "",
         f"// Exactly the model's {len(ops)} ops.",
         f"using ModelOpResolver = tflite::MicroMutableOpResolver<{len(ops)}>;",
@@ -99,34 +104,24 @@ def model_settings_text(report):
     return "\n".join(lines)
 
 
-def write_model_settings(report, folder):
-    """Write FOLDER/model_settings.h for `report`; returns its path."""
-    try:
-        text = model_settings_text(report)
-    except (KeyError, TypeError, ValueError) as error:
-        raise UserError(f"device report of {report.get('model', 'the model')}: cannot write {SETTINGS_FILE} "
-                        f"(missing or bad entry {error})") from None
-    return write_text(os.path.join(folder, SETTINGS_FILE), text)
-
-
 def refresh_model_settings(report, folder):
-    """Rewrite FOLDER/model_settings.h after its device report changed; the report stays the source of truth,
-    so a header that cannot be written (features in fractions of a millisecond, no measured arena) is a
-    warning, not a failed verify."""
+    """Write FOLDER/model_settings.h for `report` (after the device report was written or changed); returns
+    its path. The report stays the source of truth, so a header that cannot be made (features in fractions
+    of a millisecond, no measured arena, a folder that refuses the write) is a warning, not a failed verify."""
     if not report.get("arena_bytes"):
         log.warning("no %s: the arena was not measured", SETTINGS_FILE)
         return None
     try:
-        return write_model_settings(report, folder)
+        text = model_settings_text(report)
+    except (KeyError, TypeError, ValueError) as error:
+        log.warning("device report of %s: cannot write %s (missing or bad entry %s)", report.get("model", "the model"),
+                    SETTINGS_FILE, error)
+        return None
+    try:
+        return write_text(os.path.join(folder, SETTINGS_FILE), text)
     except UserError as error:
         log.warning("%s", error)
         return None
-
-
-def _get(detection, name):
-    defaults = {"average_window_duration_ms": DEVICE_AVERAGE_WINDOW_MS, "suppression_ms": DEVICE_SUPPRESSION_MS,
-                "minimum_count": DEVICE_MINIMUM_COUNT}
-    return detection[name] if detection else defaults[name]
 
 
 def _c_string(text):

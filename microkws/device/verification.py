@@ -29,6 +29,7 @@ from dataclasses import replace
 import numpy as np
 
 from microkws.dataset import index_dataset, load_partition
+from microkws.device.firmware import refresh_model_settings
 from microkws.device.golden import GOLDEN_DIR, golden_clips, golden_results
 from microkws.device.report import Targets, check_targets
 from microkws.device.tflm import GENEROUS_ARENA, TflmModel, smallest_arena
@@ -38,7 +39,6 @@ from microkws.export.quantization import device_quantization, encode_features, e
 from microkws.export.tflite_model import read_model_file
 from microkws.features import FeatureConfig, compute_features
 from microkws.features.micro import micro_features, to_training_scale
-from microkws.device.firmware import refresh_model_settings
 from microkws.files import write_json
 from microkws.metrics import accuracy, confusion_matrix, top_ties
 from microkws.models import count_macs

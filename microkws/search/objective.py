@@ -18,7 +18,7 @@ import time
 
 import optuna
 
-from microkws.device.budget import model_costs
+from microkws.device.budget import BUDGET_FIGURES, model_costs, over_budget
 from microkws.errors import UserError, first_line
 from microkws.search.space import suggest
 from microkws.train.recipes import recommended_recipe
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 TRIALS_DIR = "trials"
 VALIDATIONS_PER_TRIAL = 5
 """Validations (reports to the pruner) in one trial's schedule."""
-BUDGET_FIGURES = ("flash_bytes", "arena_bytes", "macs")
 
 
 def trial_dir(search_dir, number):
@@ -45,12 +44,6 @@ def with_schedule(train_config, steps, **intervals):
     warmup = round(train_config.warmup_steps * steps / train_config.total_steps)
     return dataclasses.replace(train_config, how_many_training_steps=(steps,), warmup_steps=min(warmup, steps - 1),
                                **intervals)
-
-
-def over_budget(costs, targets):
-    """{figure: [cost, limit]} of every figure of `costs` above `targets` (a device.Targets)."""
-    limits = {name: getattr(targets, name) for name in BUDGET_FIGURES}
-    return {name: [costs[name], limit] for name, limit in limits.items() if costs[name] > limit}
 
 
 class Objective:

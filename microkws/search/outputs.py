@@ -10,8 +10,8 @@ import json
 
 from optuna.trial import TrialState
 
+from microkws.device.budget import BUDGET_FIGURES
 from microkws.files import write_bytes, write_text
-from microkws.search.objective import BUDGET_FIGURES
 from microkws.search.space import FAMILY_PARAM, SEARCHED_SETTINGS
 
 TRIALS_FILE = "trials.csv"

@@ -15,6 +15,7 @@ import warnings
 import optuna
 from optuna.trial import TrialState
 
+from microkws._config import changed_keys
 from microkws.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def check_settings(study, settings, *, where):
     saved = study.user_attrs.get(SETTINGS_ATTR)
     if saved is None or saved == settings:
         return
-    changed = sorted(_differences(saved, settings))
+    changed = changed_keys(saved, settings)
     raise UserError(f"{where} holds a search with other settings ({', '.join(changed)}); re-run with the same "
                     "flags to resume it, or pass a new --search_dir (or --storage)")
 
@@ -93,15 +94,6 @@ def save_settings(study, settings):
     """Pin `settings` to the study on its first run (later runs are compared by check_settings)."""
     if SETTINGS_ATTR not in study.user_attrs:
         study.set_user_attr(SETTINGS_ATTR, settings)
-
-
-def _differences(saved, wanted, prefix=""):
-    for key in sorted(set(saved) | set(wanted)):
-        old, new = saved.get(key), wanted.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            yield from _differences(old, new, f"{prefix}{key}.")
-        elif old != new:
-            yield f"{prefix}{key}"
 
 
 def fail_dead_trials(study):

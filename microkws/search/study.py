@@ -27,11 +27,11 @@ import optuna
 
 from microkws.dataset import DataConfig, index_dataset
 from microkws.device import Targets
-from microkws.device.budget import model_costs
+from microkws.device.budget import BUDGET_FIGURES, model_costs, over_budget
 from microkws.errors import UserError
 from microkws.features import FeatureConfig
 from microkws.search import storage as stored
-from microkws.search.objective import BUDGET_FIGURES, Objective, log_finished, validation_interval, with_schedule
+from microkws.search.objective import Objective, log_finished, validation_interval, with_schedule
 from microkws.search.outputs import PARETO_FILE, TRIALS_FILE, state_of, write_pareto_png, write_trials_csv
 from microkws.search.space import candidate_of, describe, smallest_candidates
 from microkws.train.recipes import recommended_recipe
@@ -124,7 +124,7 @@ def check_space_fits(config):
     measured = []
     for candidate in smallest_candidates(recommended_recipe()[1]):
         costs = model_costs(candidate, config.features, len(config.data.labels))
-        if all(costs[name] <= getattr(config.targets, name) for name in costs):
+        if not over_budget(costs, config.targets):
             return candidate
         measured.append(f"{describe(candidate)}: flash {costs['flash_bytes']:,}, arena {costs['arena_bytes']:,}, "
                         f"MACs {costs['macs']:,}")

@@ -24,7 +24,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from microkws._config import settings_from_dict
+from microkws._config import changed_keys, settings_from_dict
 from microkws.dataset import AugmentConfig, DataConfig
 from microkws.errors import UserError
 from microkws.features import FeatureConfig
@@ -139,11 +139,8 @@ def check_run_dir(run_dir, config):
     check_writable(run_dir, what="write to the train_dir")
     if not is_run_dir(run_dir):
         return
-    existing = read_run_config(run_dir).to_dict()
-    wanted = config.to_dict()
-    if existing != wanted:
-        changed = sorted(f"{section}.{key}" for section in SECTIONS for key in wanted[section]
-                         if existing[section].get(key) != wanted[section][key])
+    changed = changed_keys(read_run_config(run_dir).to_dict(), config.to_dict())
+    if changed:
         raise UserError(
             f"{run_dir} holds a run with other settings ({', '.join(changed)}); "
             "re-run with the same flags to resume, or pass a new --train_dir"
