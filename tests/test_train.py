@@ -72,8 +72,14 @@ def test_no_architecture_means_the_recommended_recipe_and_flags_still_win():
 
 def test_short_run_leaves_a_complete_run_directory(mini_dataset, tmp_path):
     run_dir = tmp_path / "run"
+    timings = {}
     metrics = train(run_dir, data_config=data_config(mini_dataset), train_config=short_config(),
-                    progress=False)
+                    progress=False, timings=timings)
+    # Where the time went, each part once, filling in the caller's dict as training went.
+    assert set(metrics["seconds"]) == {"load_data", "steps", "validation", "checkpoints", "finish"}
+    assert timings == metrics["seconds"] and all(seconds > 0 for seconds in timings.values())
+    assert sum(timings.values()) - timings["load_data"] - timings["finish"] == pytest.approx(
+        metrics["train_seconds"])
     assert (run_dir / "labels.txt").read_text() == "_silence_\n_unknown_\nup\ndown\n"
     config = json.loads((run_dir / "config.json").read_text())
     assert config["labels"] == ["_silence_", "_unknown_", "up", "down"]
@@ -286,6 +292,17 @@ def test_config_that_is_not_a_run_is_one_error(tmp_path, capsys):
     assert "data.wanted_words must be a list" in capsys.readouterr().err
     assert main(["train", "--config", str(tmp_path / "nothing"), "--train_dir", str(tmp_path / "run")]) == 2
     assert "no such run directory or settings file" in capsys.readouterr().err
+
+
+def test_a_summaries_dir_that_is_a_file_is_one_error(tmp_path, capsys):
+    from microkws.cli import main
+
+    (tmp_path / "logs").write_text("not a folder")
+    assert main(["train", "--data_dir", str(tmp_path / "data"), "--train_dir", str(tmp_path / "run"),
+                 "--summaries_dir", str(tmp_path / "logs")]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == [f"microkws train: error: {tmp_path / 'logs'}: --summaries_dir is a file; name a folder"]
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

@@ -92,17 +92,20 @@ class Objective:
         steps = self.config.steps_per_trial
         settings = with_schedule(candidate, steps, eval_step_interval=validation_interval(steps),
                                  save_step_interval=steps)
-        started = time.monotonic()
+        started, timings = time.monotonic(), {}
         try:
             with _training_logs_quiet():
                 metrics = train(run_dir, data_config=self.config.data, feature_config=self.config.features,
                                 augment_config=augment, train_config=settings, progress=False,
-                                on_validation=_Reporter(trial, settings.checkpoint_metric))
+                                on_validation=_Reporter(trial, settings.checkpoint_metric), timings=timings)
         except UserError as error:  # e.g. a learning rate this model diverges at: the search goes on
             trial.set_user_attr("error", first_line(error))
             return float("nan")  # Optuna records a NaN value as FAIL
         finally:
             trial.set_user_attr("train_seconds", round(time.monotonic() - started, 2))
+            # Where the trial's time went (load_data, validation, checkpoints, and for a finished trial
+            # steps and finish): what bench/search.py splits trial time by.
+            trial.set_user_attr("train_split_seconds", {name: round(value, 2) for name, value in timings.items()})
         return metrics["validation_score"]
 
 

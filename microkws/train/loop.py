@@ -45,19 +45,25 @@ log = logging.getLogger(__name__)
 
 
 def train(run_dir, *, data_config, feature_config=None, augment_config=None, train_config=None,
-          start_checkpoint=None, summaries_dir=None, progress=True, on_validation=None):
+          start_checkpoint=None, summaries_dir=None, progress=True, on_validation=None, timings=None):
     """Train a model into `run_dir`; resumes if `run_dir` holds checkpoints of the same settings.
 
     Configs left as None take their defaults (the micro_speech recipe's features, the original's
     augmentation and schedule). Returns the final metrics dict (also written to metrics.json).
     `on_validation(step, scores)`, if given, is called after each validation with its scores
     ({"accuracy", "balanced_accuracy"}); an exception it raises stops training (a search prunes
-    unpromising trials this way).
+    unpromising trials this way). `timings`, if given, is a dict filled as training goes with the seconds
+    spent on each part: load_data, steps (the training steps alone), validation, checkpoints, finish (so
+    a run stopped by on_validation still says where its time went). The returned metrics hold the same
+    figures under "seconds".
     """
+    timings = {} if timings is None else timings
     config = rundir.RunConfig(data=data_config, **{name: value for name, value in (
         ("features", feature_config), ("augment", augment_config), ("train", train_config)) if value is not None})
     rundir.check_run_dir(run_dir, config)
+    started = time.monotonic()
     data = load_training_data(config, progress=progress)
+    timings["load_data"] = time.monotonic() - started
     # Written once the data is known to be usable, so a run that failed on bad
     # data does not pin its settings to the run directory.
     rundir.write_run_config(run_dir, config)
@@ -83,20 +89,38 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
 
     first_step = state["step"]
     summaries = _Summaries(summaries_dir or os.path.join(run_dir, rundir.LOGS_DIR))
-    validation = _Validation(run_dir, model, data["validation"], config.labels, identity, state, summaries,
-                             metric=settings.checkpoint_metric, on_validation=on_validation)
-    checkpoints = _Checkpoints(checkpoints_dir, model, optimizer, identity, state)
+    validation = _Timed(_Validation(run_dir, model, data["validation"], config.labels, identity, state, summaries,
+                                    metric=settings.checkpoint_metric, on_validation=on_validation),
+                        timings, "validation")
+    checkpoints = _Timed(_Checkpoints(checkpoints_dir, model, optimizer, identity, state), timings, "checkpoints")
     elapsed = _run_steps(model, optimizer, data["training"], settings, state, progress=progress,
                          on_step=summaries.train, every=[(settings.eval_step_interval, validation),
                                                          (settings.save_step_interval, checkpoints)])
+    timings["steps"] = elapsed - timings.get("validation", 0.0) - timings.get("checkpoints", 0.0)
     summaries.flush()
     steps_run = settings.total_steps - first_step
     if steps_run:
         log.info("trained %d steps in %.1f s (%.1f steps/s)", steps_run, elapsed, steps_run / max(elapsed, 1e-9))
+    started = time.monotonic()
     metrics = finish(run_dir, model=model, data=data, labels=list(config.labels),
                      state={**state, "step": settings.total_steps},
                      checkpoint_metric=settings.checkpoint_metric)
-    return {**metrics, "steps_run": steps_run, "train_seconds": elapsed}
+    timings["finish"] = time.monotonic() - started
+    return {**metrics, "steps_run": steps_run, "train_seconds": elapsed, "seconds": dict(timings)}
+
+
+class _Timed:
+    """A loop callback that adds the seconds it takes to timings[name]."""
+
+    def __init__(self, callback, timings, name):
+        self.callback, self.timings, self.name = callback, timings, name
+
+    def __call__(self, step):
+        started = time.monotonic()
+        try:
+            self.callback(step)
+        finally:
+            self.timings[self.name] = self.timings.get(self.name, 0.0) + time.monotonic() - started
 
 
 def _run_steps(model, optimizer, batches, settings, state, *, progress, on_step, every):
