@@ -22,9 +22,7 @@ def write_with(path, write, *, hint=""):
     A failure is a UserError naming `path` and the reason, with `hint` appended.
     """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UserError(f"{path}: cannot write: the folder {folder} does not exist{hint}")
+    folder = existing_folder_of(path, hint=hint)
     try:
         handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=folder)
     except OSError as error:
@@ -43,6 +41,14 @@ def write_with(path, write, *, hint=""):
         _remove_quietly(temporary)
         raise
     return path
+
+
+def existing_folder_of(path, *, hint=""):
+    """The folder `path` goes in; a UserError naming `path` when that folder does not exist."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if not os.path.isdir(folder):
+        raise UserError(f"{os.fspath(path)}: cannot write: the folder {folder} does not exist{hint}")
+    return folder
 
 
 def write_bytes(path, data):

@@ -105,14 +105,80 @@ def test_features_on_bad_files_exit_2_with_one_line(tmp_path, name):
     (["features", "{wav}", "--c_array", "{tmp}/missing/f.cc"], "the folder {tmp}/missing does not exist"),
     (["features", "{wav}", "--sample_rate", "8000"], "above the Nyquist frequency 4000 Hz (half the sample rate 8000"),
     (["freeze"], "name the run directory: microkws freeze TRAIN_DIR"),
+    (["evaluate", "{model}", "--labels", "silence,unknown,yes,no", "--data_dir", "{sample}", "--no_progress",
+      "--json", "{tmp}/missing/e.json"], "{tmp}/missing/e.json: cannot write: the folder {tmp}/missing does not exist"),
+    (["stream-eval", "{model}", "--labels", "silence,unknown,yes,no", "{wav}", "{tmp}/truth.txt", "--json",
+      "{tmp}/missing/s.json"], "{tmp}/missing/s.json: cannot write: the folder {tmp}/missing does not exist"),
+    (["stream-eval", "{model}", "--labels", "silence,unknown,yes,no", "{wav}", "{tmp}/truth.txt", "--det",
+      "{tmp}/missing/det"], "{tmp}/missing/det: cannot write: the folder {tmp}/missing does not exist"),
+    (["stream-test-wav", "--data_dir", "{sample}", "--wanted_words", "yes", "--test_duration_seconds", "10",
+      "--no_progress", "--out", "{tmp}/missing/long.wav", "--output_labels_file", "{tmp}/labels.txt"],
+     "{tmp}/missing/long.wav: cannot write: the folder {tmp}/missing does not exist"),
 ])
-def test_output_folders_and_messages(argv, message, tmp_path, testvectors):
-    values = {"{wav}": str(testvectors / "yes_1000ms.wav"), "{tmp}": str(tmp_path)}
+def test_output_folders_and_messages(argv, message, tmp_path, testvectors, sample_dir):
+    values = {"{wav}": str(testvectors / "yes_1000ms.wav"), "{tmp}": str(tmp_path), "{sample}": str(sample_dir),
+              "{model}": str(testvectors / "micro_speech_quantized.tflite")}
     for key, value in values.items():
         argv, message = [a.replace(key, value) for a in argv], message.replace(key, value)
     result = run_cli(*argv)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr[-1500:]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--how_many_training_steps", "10,x"], "'x' is not a number"),
+    (["train", "--how_many_training_steps", "10.5,3"], "'10.5' is not a whole number"),
+    (["train", "--learning_rate", "0.1,abc"], "'abc' is not a number"),
+    (["train", "--learning_rate", "nan,0.1"], "'nan': give a finite number"),
+    (["train", "--seed=-1"], "seed must be 0 or more, got -1"),
+    (["train", "--silence_percentage", "inf"], "'inf': give a finite number"),
+    (["train", "--unknown_percentage", "nan"], "'nan': give a finite number"),
+    (["stream-test-wav", "{data}", "--sample_rate", "0"], "'0' is out of range: give a number from 4000"),
+    (["stream-test-wav", "{data}", "--test_duration_seconds", "nan"], "'nan': give a finite number"),
+    (["stream-test-wav", "{data}", "--test_duration_seconds", "1e12"], "'1e12' is out of range"),
+    (["stream-eval", "{stream}", "--average_window_duration_ms=-5"], "'-5' is out of range"),
+    (["stream-eval", "{stream}", "--minimum_count=-1"], "'-1' is out of range"),
+    (["stream-eval", "{stream}", "--clip_stride_ms", "nan"], "'nan': give a finite number"),
+    (["stream-eval", "{stream}", "--detection_threshold", "nan"], "'nan': give a finite number"),
+    (["stream-eval", "{stream}", "--time_tolerance_ms", "-1"], "'-1' is out of range"),
+    (["stream-eval", "{stream}", "--suppression_ms", "-1"], "'-1' is out of range"),
+    (["verify", "{model}", "--arena_budget", "infK"], "is not a byte count"),
+    (["listen", "{model}", "--seconds", "-1"], "'-1': give a number above 0"),
+    (["listen", "{model}", "--speed", "nan"], "'nan': give a finite number"),
+    (["listen", "{model}", "--detection_threshold", "5"], "'5' is out of range: give a number from 0 to 1"),
+    (["features", "{wav}", "--preprocess", "mfcc", "--window_stride_ms", "0.01"], "must each be at least one sample"),
+])
+def test_number_flags_are_one_line_errors(argv, message, tmp_path, testvectors, capsys):
+    # Issue 13's numbers: refused by the flag's parser (SystemExit 2) or the settings' check (status 2).
+    model, wav = str(testvectors / "micro_speech_quantized.tflite"), str(testvectors / "yes_1000ms.wav")
+    values = {"{model}": [model, "--labels", "silence,unknown,yes,no"], "{wav}": [wav],
+              "{stream}": [model, wav, str(tmp_path / "truth.txt"), "--labels", "silence,unknown,yes,no"],
+              "{data}": ["--data_dir", str(tmp_path), "--out", str(tmp_path / "x.wav"),
+                         "--output_labels_file", str(tmp_path / "x.txt")]}
+    argv = [part for arg in argv for part in values.get(arg, [arg])]
+    if argv[0] == "train":
+        argv += ["--data_dir", str(tmp_path / "data"), "--train_dir", str(tmp_path / "run")]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"microkws {argv[0]}: error: ") and message in lines[0], lines
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("command", ["label", "listen", "stream-eval"])
+def test_audio_with_nan_samples_is_one_line_naming_the_file(command, tmp_path, testvectors, capsys):
+    path = _bad(tmp_path, "nan.wav")
+    truth = tmp_path / "truth.txt"
+    truth.write_text("yes,100\n")
+    model = [str(testvectors / "micro_speech_quantized.tflite"), "--labels", "silence,unknown,yes,no"]
+    argv = {"label": [*model, str(path)], "listen": [*model, "--wav", str(path), "--speed", "0"],
+            "stream-eval": [*model, str(path), str(truth), "--no_progress"]}[command]
+    assert main([command, *argv]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == [f"microkws {command}: error: {path}: the audio holds NaN or infinite samples"]
 
 
 def test_a_nan_clip_in_a_word_folder_is_skipped_as_unreadable(tmp_path, sample_dir):

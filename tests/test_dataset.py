@@ -158,6 +158,27 @@ def test_bad_and_odd_files_in_a_data_folder(mini_dataset, caplog):
         index_dataset(DataConfig(mini_dataset, wanted_words=("up", "down"), strict=True))
 
 
+def test_an_unreadable_word_folder_is_skipped_with_a_warning(mini_dataset, monkeypatch, caplog):
+    # Permission bits do not stop root (CI runs as root), so the folder refuses reads as the kernel does.
+    import errno
+    import os
+
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.path.basename(os.fspath(path)) == "go":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with caplog.at_level(logging.WARNING):
+        index = index_dataset(DataConfig(mini_dataset, wanted_words=("up", "down")))
+    assert f"{mini_dataset / 'go'}: folder skipped, cannot read it (Permission denied)" in caplog.text
+    assert {os.path.basename(os.path.dirname(e.path)) for e in index.unknown_pool["training"]} == {"left", "right"}
+    with pytest.raises(UserError, match=f"^{mini_dataset / 'go'}: cannot read the folder \\(Permission denied\\)$"):
+        index_dataset(DataConfig(mini_dataset, wanted_words=("up", "down"), strict=True))
+
+
 def test_empty_list_files_fall_back_to_the_hash_split(mini_dataset, caplog):
     (mini_dataset / "validation_list.txt").write_text("")
     (mini_dataset / "testing_list.txt").write_text("")

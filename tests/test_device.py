@@ -121,6 +121,24 @@ def test_verify_cli_takes_the_boards_budget(testvectors, tmp_path, capsys):
     assert "not a byte count" in capsys.readouterr().err
 
 
+def test_verify_leaves_nothing_in_the_temporary_folder(testvectors, tmp_path):
+    # A killed verify used to leave /tmp/microkws-arena-*.tflite: the arena search's worker now reads the
+    # model from its stdin, so neither verify nor its workers put anything in the temporary folder.
+    import os
+    import subprocess
+    import sys
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**os.environ, "TMPDIR": str(temporary), "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run([sys.executable, "-m", "microkws", "verify", str(testvectors / REFERENCE_MODEL),
+                             "--labels", "silence,unknown,yes,no", "--report", str(tmp_path / "r.json")],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert json.loads((tmp_path / "r.json").read_text())["arena_bytes"] == 7584  # the arena search ran
+    assert os.listdir(temporary) == []
+
+
 def test_model_inside_a_run_without_a_trained_model(tmp_path, testvectors, sample_dir):
     from microkws.dataset import AugmentConfig, DataConfig
     from microkws.device import verify

@@ -77,9 +77,10 @@ def test_unreadable_config_files(tmp_path, raw):
         read_run_config(tmp_path)
 
 
-@pytest.mark.slow  # five command-line processes
+@pytest.mark.slow  # six command-line processes
 @pytest.mark.parametrize("command", [["label", "{run}", "{wav}"], ["export", "{run}"], ["freeze", "{run}"],
-                                     ["verify", "{run}/model.tflite"], ["evaluate", "{run}"]])
+                                     ["verify", "{run}/model.tflite"], ["evaluate", "{run}"],
+                                     ["train", "--train_dir", "{run}", "--data_dir", "{run}/data", "--no_progress"]])
 def test_commands_on_a_run_with_a_broken_config_exit_2(tmp_path, testvectors, command):
     run_dir = tmp_path / "run"
     run_dir.mkdir()

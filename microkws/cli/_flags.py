@@ -136,6 +136,15 @@ def add_json_argument(parser, what):
              help=f"write {what} as JSON to FILE; --json alone prints it instead of the table")
 
 
+def check_output_folder(target, flag):
+    """A one-line error now, not after minutes of scoring, when the folder of an output FILE given to
+    `flag` cannot take it ("-", stdout, and None, no output, pass)."""
+    from microkws.files import check_writable, existing_folder_of
+
+    if target not in (None, "-"):
+        check_writable(existing_folder_of(target), what=f"write {flag} {target}")
+
+
 def write_json_output(target, data):
     """Print `data` as JSON (target "-") or write it to the file `target`."""
     import json

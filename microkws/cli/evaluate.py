@@ -16,7 +16,14 @@ skipped and any other folder is an unknown word: the layout of Speech Commands' 
 (speech_commands_test_set_v0.02), which works as it is.
 """
 
-from microkws.cli._flags import add_flag, add_json_argument, add_model_arguments, model_from_args, write_json_output
+from microkws.cli._flags import (
+    add_flag,
+    add_json_argument,
+    add_model_arguments,
+    check_output_folder,
+    model_from_args,
+    write_json_output,
+)
 from microkws.evaluate import SPLITS
 
 
@@ -35,6 +42,7 @@ def add_arguments(parser):
 def run(args):
     from microkws.evaluate import evaluate, format_evaluation
 
+    check_output_folder(args.json, "--json")
     model = model_from_args(args)
     report = evaluate(model, args.data_dir, split=args.split, per_file=args.per_file, progress=not args.no_progress)
     if args.json == "-":

@@ -26,6 +26,7 @@ from microkws.cli._flags import (
     add_json_argument,
     add_model_arguments,
     add_recognition_arguments,
+    check_output_folder,
     detection_from_args,
     model_from_args,
     number,
@@ -52,6 +53,8 @@ def run(args):
     from microkws.streaming.accuracy import evaluate_stream, format_stream_report
     from microkws.streaming.det import DetPoint, write_det
 
+    check_output_folder(args.json, "--json")
+    check_output_folder(args.det, "--det")
     model = model_from_args(args)
     detection, origin = detection_from_args(args, model)
     report = evaluate_stream(
