@@ -250,7 +250,7 @@ class _TfliteBackend:
         self.input_size = tensor_in.size
         self.output_size = tensor_out.size
         if runtime == "tflm":
-            self._run = TflmModel(model_bytes, arena_size=GENEROUS_ARENA, source=path).run
+            self._run = TflmModel(model_bytes, arena_size=GENEROUS_ARENA, source=path, workers=os.cpu_count() or 1).run
         else:
             from microkws.export.interpreters import float_interpreter, reference_interpreter, run_interpreter
 

@@ -192,3 +192,21 @@ def _float_model(tmp_path):
     path = tmp_path / "model_float.tflite"
     path.write_bytes(to_float_tflite(keras.Model(inputs, keras.layers.Dense(4)(inputs))))
     return str(path)
+
+
+def test_tflm_rows_shared_with_worker_processes_give_the_same_outputs(testvectors):
+    from microkws.device.tflm import GENEROUS_ARENA, ROWS_PER_WORKER, TflmModel
+
+    model_bytes = (testvectors / "micro_speech_quantized.tflite").read_bytes()
+    here = TflmModel(model_bytes, arena_size=GENEROUS_ARENA, probed=True)
+    shared = TflmModel(model_bytes, arena_size=GENEROUS_ARENA, probed=True, workers=3)
+    inputs = np.random.default_rng(0).integers(-128, 128, (3 * ROWS_PER_WORKER + 7, here.input_size), np.int8)
+    outputs = shared.run(inputs)
+    assert len(shared._pool) == 2  # the rows really went to two workers
+    np.testing.assert_array_equal(outputs, here.run(inputs))
+    np.testing.assert_array_equal(shared.run(inputs[:10]), outputs[:10])  # a short batch stays here
+    # A worker that dies is a one-line error, not a hang or a traceback from the pipe.
+    shared._pool[0]._process.kill()
+    shared._pool[0]._process.wait()
+    with pytest.raises(UserError, match="worker process died"):
+        shared.run(inputs)

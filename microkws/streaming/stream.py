@@ -32,7 +32,8 @@ import numpy as np
 
 from microkws.errors import UserError
 
-_BATCH_WINDOWS = 512
+_BATCH_WINDOWS = 2048
+"""Windows per model call: enough for `TflmModel.run` to share them with a worker on each core."""
 
 
 @dataclass(frozen=True)
