@@ -71,6 +71,7 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
     os.makedirs(checkpoints_dir, exist_ok=True)
     settings = config.train
     keras.utils.set_random_seed(settings.seed)
+    log.info("training on %s", _device_name())
     model = build_model(settings.model_architecture, input_shape=config.features.shape,
                         label_count=len(config.labels), dropout_rate=settings.dropout_rate,
                         config=settings.model_settings())
@@ -107,6 +108,13 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
                      checkpoint_metric=settings.checkpoint_metric)
     timings["finish"] = time.monotonic() - started
     return {**metrics, "steps_run": steps_run, "train_seconds": elapsed, "seconds": dict(timings)}
+
+
+def _device_name():
+    """Where TensorFlow places the steps: its first GPU when it sees one (tensorflow[and-cuda]), else the CPU."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return f"{gpus[0].name} (TensorFlow sees {len(gpus)} GPU{'s' * (len(gpus) > 1)})" if gpus else \
+        f"the CPU ({os.cpu_count()} cores; no GPU visible to TensorFlow)"
 
 
 class _Timed:
