@@ -40,7 +40,7 @@ def main():
     parser.add_argument("--optimizer", default="gradient_descent", help="(default: %(default)s)")
     args = parser.parse_args()
 
-    import keras
+    from microkws._tensorflow import keras  # first: it sets up TensorFlow (oneDNN kernels) before import
     import numpy as np
 
     from microkws.dataset import DataConfig

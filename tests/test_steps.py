@@ -5,7 +5,7 @@ from microkws._tensorflow import keras
 from microkws.models import build_model
 from microkws.models.ds_cnn import DsCnnConfig
 from microkws.train.quantize import fake_quantize_kernel
-from microkws.train.steps import make_train_step
+from microkws.train.steps import make_train_step, make_train_steps
 
 
 def _ds_cnn(weight_decay):
@@ -45,3 +45,22 @@ def test_weight_decay_reaches_the_gradients(quantize):
         else:  # biases, batch-norm scales and the dense layer are not decayed
             np.testing.assert_allclose(extra, 0, atol=1e-6)
     assert len(extra_by_weight) >= 3 and min(extra_by_weight) > 0
+
+
+@pytest.mark.parametrize("quantize", [False, True])
+def test_several_steps_in_one_call_are_the_single_steps(quantize):
+    """make_train_steps runs exactly make_train_step's steps, in order, with each step's own rate."""
+    rng = np.random.default_rng(1)
+    features = rng.uniform(0, 26, size=(5, 8, 49 * 40)).astype(np.float32)
+    labels = rng.integers(0, 4, size=(5, 8))
+    rates = np.array([0.1, 0.05, 0.05, 0.02, 0.01], np.float32)
+    keras.utils.set_random_seed(0)
+    one, many = _ds_cnn(0.01), _ds_cnn(0.01)
+    many.set_weights(one.get_weights())
+    step = make_train_step(one, keras.optimizers.Adam(), quantize=quantize)
+    single = [[float(v) for v in step(x, y, r)] for x, y, r in zip(features, labels, rates)]
+    losses, accuracies = make_train_steps(many, keras.optimizers.Adam(), quantize=quantize)(features, labels, rates)
+    np.testing.assert_allclose(np.stack([losses, accuracies], axis=1), single, rtol=1e-5, atol=1e-6)
+    for a, b in zip(one.get_weights(), many.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(one.get_weights()[0], _ds_cnn(0.01).get_weights()[0])  # it did train

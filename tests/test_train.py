@@ -15,6 +15,7 @@ from microkws.dataset import DataConfig
 from microkws.errors import UserError
 from microkws.train import TrainConfig, train
 from microkws.train.checkpoint import latest_checkpoint, read_meta
+from microkws.train.scalars import read_scalars
 
 TUTORIAL = (
     "--model_architecture=tiny_conv --window_stride=20 --preprocess=micro --wanted_words=up,down "
@@ -97,7 +98,11 @@ def test_short_run_leaves_a_complete_run_directory(mini_dataset, tmp_path):
     assert wide["unknown_false_accepts"]["unknown_clips"] > 0
     assert [row["false_accept_rate"] for row in wide["keyword_recall"]] == [0.02, 0.05, 0.1, 0.2]
     assert all(0 <= row["recall"] <= 1 for row in wide["keyword_recall"])
-    assert list((run_dir / "logs" / "train").glob("events.out.tfevents.*"))
+    # Every step's training scalars, though the steps run several to a compiled call.
+    for tag in ("cross_entropy", "accuracy", "learning_rate"):
+        steps, values = read_scalars(run_dir / "logs" / "train")[tag]
+        assert list(steps) == list(range(1, 41)) and np.isfinite(values).all()
+    assert read_scalars(run_dir / "logs" / "train")["learning_rate"][1][-1] == pytest.approx(0.001)
     assert list((run_dir / "logs" / "validation").glob("events.out.tfevents.*"))
 
 
@@ -232,6 +237,19 @@ def test_nan_loss_stops_naming_the_step(mini_dataset, tmp_path):
     with pytest.raises(UserError, match=r"loss became nan at step \d+"):
         train(tmp_path / "run", data_config=data_config(mini_dataset), progress=False,
               train_config=short_config(optimizer="gradient_descent", learning_rate=(1e30, 1e30)))
+
+
+def test_a_chunk_of_steps_ends_at_every_validation_and_checkpoint():
+    from microkws.train.loop import STEPS_PER_CALL, _check_finite, _chunk_size
+
+    ends, step = [], 0
+    while step < 95:
+        step += _chunk_size(step, 95, [40, 15])
+        ends.append(step)
+    assert {15, 30, 40, 45, 60, 75, 80, 90, 95} <= set(ends)
+    assert max(b - a for a, b in zip([0] + ends, ends)) <= STEPS_PER_CALL
+    with pytest.raises(UserError, match="loss became inf at step 13;"):
+        _check_finite(np.array([0.5, 0.4, np.inf, np.nan], np.float32), 10)
 
 
 @pytest.mark.parametrize("flags, message", [

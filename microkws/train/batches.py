@@ -7,8 +7,9 @@ previous one. Batch `step` depends only on (seed, step), so a resumed run
 sees exactly the batches an uninterrupted one would.
 """
 
-import queue
-import threading
+import collections
+import concurrent.futures
+import itertools
 
 import numpy as np
 
@@ -17,6 +18,11 @@ from microkws.dataset.augment import augment, mask_features
 from microkws.dataset.labels import SILENCE_LABEL, UNKNOWN_LABEL
 from microkws.features import compute_features
 from microkws.features.micro import snap_to_device_grid
+
+PRODUCER_THREADS = 2
+"""Threads making batches ahead of the step. With one, the step waited on it: its numpy
+augmentation and the frontend (both free of the GIL in their inner loops) run in turn, and a batch
+took longer than tiny_conv's step (bench/RESULTS.md, Training)."""
 
 
 class TrainingBatches:
@@ -80,33 +86,19 @@ class TrainingBatches:
         groups = rng.integers(len(self.rows_of_label), size=self.batch_size)
         return np.array([self.rows_of_label[g][rng.integers(len(self.rows_of_label[g]))] for g in groups])
 
-    def iterate(self, start_step, stop_step, *, prefetch=4):
-        """Yield batches of steps start_step..stop_step-1, made ahead in a background thread."""
-        ready = queue.Queue(maxsize=prefetch)
-        stop = threading.Event()
-
-        def produce():
+    def iterate(self, start_step, stop_step, *, prefetch=4, workers=PRODUCER_THREADS):
+        """Yield batches of steps start_step..stop_step-1, in order, made ahead by `workers` threads."""
+        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="microkws-batches") as pool:
+            pending = collections.deque()
+            steps = iter(range(start_step, stop_step))
             try:
-                for step in range(start_step, stop_step):
-                    if stop.is_set():
-                        return
-                    ready.put(self.batch(step))
-            except BaseException as error:  # handed to the consumer, which re-raises it
-                ready.put(error)
-
-        worker = threading.Thread(target=produce, daemon=True, name="microkws-batches")
-        worker.start()
-        try:
-            for _ in range(start_step, stop_step):
-                item = ready.get()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            while worker.is_alive():
-                try:
-                    ready.get_nowait()
-                except queue.Empty:
-                    worker.join(timeout=0.05)
-
+                for step in itertools.islice(steps, prefetch):
+                    pending.append(pool.submit(self.batch, step))
+                while pending:
+                    batch = pending.popleft().result()
+                    for step in itertools.islice(steps, 1):
+                        pending.append(pool.submit(self.batch, step))
+                    yield batch
+            finally:
+                for future in pending:
+                    future.cancel()

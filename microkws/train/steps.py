@@ -31,11 +31,38 @@ def make_train_step(model, optimizer, *, quantize=False, label_smoothing=0.0):
     The loss returned is the cross-entropy alone (what the original logged), against targets smoothed
     by `label_smoothing`; the gradients come from it plus the model's regularisation losses.
     """
+    # No jit_compile: XLA made these small models many times slower on CPUs.
+    return tf.function(_step_function(model, optimizer, quantize=quantize, label_smoothing=label_smoothing))
+
+
+def make_train_steps(model, optimizer, *, quantize=False, label_smoothing=0.0):
+    """Several steps in one compiled call, as Keras' `steps_per_execution`: (features [k, batch, ...],
+    labels [k, batch], learning rates [k]) -> (losses [k], batch accuracies [k]).
+
+    One call per step cost tiny_conv about a quarter of its step time in Python and dispatch
+    (bench/RESULTS.md, Training); the steps and their order are exactly make_train_step's.
+    """
+    step = _step_function(model, optimizer, quantize=quantize, label_smoothing=label_smoothing)
+
+    @tf.function(reduce_retracing=True)
+    def train_steps(features, labels, learning_rates):
+        count = tf.shape(features)[0]
+        losses = tf.TensorArray(tf.float32, size=count)
+        accuracies = tf.TensorArray(tf.float32, size=count)
+        for i in tf.range(count):
+            loss, batch_accuracy = step(features[i], labels[i], learning_rates[i])
+            losses = losses.write(i, loss)
+            accuracies = accuracies.write(i, batch_accuracy)
+        return losses.stack(), accuracies.stack()
+
+    return train_steps
+
+
+def _step_function(model, optimizer, *, quantize, label_smoothing):
+    """The training step as a plain function of tensors, for tf.function to compile."""
     loss_fn = _cross_entropy(model.outputs[0].shape[-1], label_smoothing)
     rounded = _KernelRounding(model) if quantize else None
 
-    # No jit_compile: XLA made these small models many times slower on CPUs.
-    @tf.function
     def train_step(features, labels, learning_rate):
         optimizer.learning_rate.assign(learning_rate)
         floats = rounded.round() if rounded else None
@@ -47,8 +74,8 @@ def make_train_step(model, optimizer, *, quantize=False, label_smoothing=0.0):
         if rounded:
             rounded.restore(floats)  # straight-through: the rounded kernels' gradient updates the floats
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        correct = tf.equal(tf.argmax(logits, axis=-1), labels)
-        return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
+        correct = tf.equal(tf.argmax(logits, axis=-1), tf.cast(labels, tf.int64))
+        return tf.cast(loss, tf.float32), tf.reduce_mean(tf.cast(correct, tf.float32))
 
     return train_step
 
