@@ -103,6 +103,12 @@ def test_short_run_leaves_a_complete_run_directory(mini_dataset, tmp_path):
         steps, values = read_scalars(run_dir / "logs" / "train")[tag]
         assert list(steps) == list(range(1, 41)) and np.isfinite(values).all()
     assert read_scalars(run_dir / "logs" / "train")["learning_rate"][1][-1] == pytest.approx(0.001)
+    # The best checkpoint is the one with the best keyword recall at 5 % false accepts on validation.
+    recall_steps, recalls = read_scalars(run_dir / "logs" / "validation")["keyword_recall_at_5"]
+    assert list(recall_steps) == [20, 40] and ((0 <= recalls) & (recalls <= 1)).all()
+    assert metrics["checkpoint_metric"] == "keyword_recall_at_5"
+    best = 20 if recalls[0] > recalls[1] else 40  # ties go to the later checkpoint
+    assert metrics["best_step"] == best and read_meta(run_dir / "best.npz")["keyword_recall_at_5"] == pytest.approx(max(recalls))
     assert list((run_dir / "logs" / "validation").glob("events.out.tfevents.*"))
 
 

@@ -50,7 +50,7 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
     Configs left as None take their defaults (the micro_speech recipe's features, the original's
     augmentation and schedule). Returns the final metrics dict (also written to metrics.json).
     `on_validation(step, scores)`, if given, is called after each validation with its scores
-    ({"accuracy", "balanced_accuracy"}); an exception it raises stops training (a search prunes
+    (validation_scores' dict); an exception it raises stops training (a search prunes
     unpromising trials this way). `timings`, if given, is a dict filled as training goes with the seconds
     spent on each part: load_data, steps (the training steps alone), validation, checkpoints, finish (so
     a run stopped by on_validation still says where its time went). The returned metrics hold the same
@@ -179,7 +179,7 @@ def _check_finite(losses, first_step):
 
 class _Validation:
     """Scores the model on every validation clip, logs the scores and keeps the best weights in best.npz
-    (best by `metric`: "balanced_accuracy" or "accuracy")."""
+    (best by `metric`, one of CHECKPOINT_METRICS)."""
 
     def __init__(self, run_dir, model, partition, labels, identity, state, summaries, *, metric, on_validation=None):
         self.path = os.path.join(run_dir, rundir.BEST_FILE)
@@ -188,8 +188,7 @@ class _Validation:
         self.identity, self.state, self.summaries, self.metric = identity, state, summaries, metric
 
     def __call__(self, step):
-        confusion = _confusion(self.model, self.partition, len(self.labels))
-        scores = {"accuracy": accuracy(confusion), "balanced_accuracy": balanced_accuracy(confusion)}
+        scores, confusion = validation_scores(self.model, self.partition, self.labels)
         value, balanced = scores["accuracy"], scores["balanced_accuracy"]
         self.summaries.validation(step, **scores)
         # Ties go to the later, longer-trained checkpoint.
@@ -197,11 +196,24 @@ class _Validation:
         if improved:
             self.state.update(best_score=scores[self.metric], best_step=step)
             save_checkpoint(self.path, model=self.model, meta={**self.identity, "step": step, **scores})
-        log.info("step %d: validation accuracy %.1f%%, balanced %.1f%% (N=%d)%s", step, 100 * value,
-                 100 * balanced, int(confusion.sum()), " best so far" if improved else "")
+        log.info("step %d: validation accuracy %.1f%%, balanced %.1f%%, keyword recall at 5%% false accepts "
+                 "%.1f%% (N=%d)%s", step, 100 * value, 100 * balanced, 100 * scores["keyword_recall_at_5"],
+                 int(confusion.sum()), " best so far" if improved else "")
         log.info("validation confusion matrix:\n%s", format_confusion(confusion, self.labels))
         if self.on_validation is not None:
             self.on_validation(step, scores)
+
+
+def validation_scores(model, partition, labels):
+    """({"accuracy", "balanced_accuracy", "keyword_recall_at_5"}, confusion) of `model` on a partition
+    (features, labels). keyword_recall_at_5: the share of keyword clips detected as their word when
+    the threshold lets 5 % of the unknown clips fire (0 without keyword or unknown clips)."""
+    features, truth = partition
+    logits = None if features is None else model_outputs(model, features)
+    confusion = _confusion(model, partition, len(labels), logits=logits)
+    recall = [] if logits is None else keyword_recall(softmax(logits), truth, labels, rates=(0.05,))
+    return {"accuracy": accuracy(confusion), "balanced_accuracy": balanced_accuracy(confusion),
+            "keyword_recall_at_5": recall[0]["recall"] if recall else 0.0}, confusion
 
 
 class _Checkpoints:
