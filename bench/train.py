@@ -14,6 +14,13 @@ Prints:
 
     python bench/train.py [--steps 1000]
     python bench/train.py --model_architecture ds_cnn --optimizer adam --steps 200 --floor_steps 50
+
+With --whole SEEDS (e.g. 0,1,2) it runs the tutorial's command verbatim instead, once per seed, as a user
+would (`microkws train ... --quantize=1 --data_dir ../shared/data/speech_commands_sample`), and prints each
+run's wall time, the command's own split of it ("time:" line: loading, steps, validation, checkpoints,
+the final test, export and verify, calibration) and its test accuracy, then the seeds' mean. Targets
+(issue 12): start to exported, verified model <= 130 s; validation, checkpoints, the final test and
+export/verify together < 10 % of it.
 """
 
 import argparse
@@ -38,7 +45,11 @@ def main():
     parser.add_argument("--data_dir", default=str(DATA_DIR))
     parser.add_argument("--model_architecture", default="tiny_conv", help="(default: %(default)s)")
     parser.add_argument("--optimizer", default="gradient_descent", help="(default: %(default)s)")
+    parser.add_argument("--whole", metavar="SEEDS", help="time the tutorial's whole command for these seeds")
+    parser.add_argument("--out", default="/tmp/microkws-bench-train", help="run folders of --whole")
     args = parser.parse_args()
+    if args.whole:
+        return whole_command(args)
 
     from microkws._tensorflow import keras  # first: it sets up TensorFlow (oneDNN kernels) before import
     import numpy as np
@@ -99,6 +110,48 @@ def main():
     print(f"original (measured in the brief): 146 ms/step, 44 min for the recipe; "
           f"ours {1000 / pipeline_rate:.1f} ms/step")
     return 0 if ratio <= TARGET_RATIO else 1
+
+
+TUTORIAL = ["--model_architecture=tiny_conv", "--window_stride=20", "--preprocess=micro", "--wanted_words=up,down",
+            "--silence_percentage=25", "--unknown_percentage=25", "--quantize=1"]
+WHOLE_TARGET_SECONDS = 130
+
+
+def whole_command(args):
+    import json
+    import re
+    import shutil
+    import subprocess
+
+    print(f"load average at start: {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores", flush=True)
+    rows = []
+    for seed in args.whole.split(","):
+        run_dir = Path(args.out) / f"tutorial-{seed}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        command = [sys.executable, "-m", "microkws", "train", *TUTORIAL, "--data_dir", args.data_dir,
+                   "--train_dir", str(run_dir), "--seed", seed, "--no_progress"]
+        started = time.monotonic()
+        result = subprocess.run(command, check=True, capture_output=True, text=True)
+        wall = time.monotonic() - started
+        parts = {name.strip().replace(" ", "_"): float(value) for name, value in
+                 re.findall(r"([a-z ]+) ([\d.]+) s", result.stdout[result.stdout.index("time: "):].split(": ", 2)[2])}
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        to_model = wall - parts.get("calibrate", 0.0)
+        overhead = sum(parts.get(k, 0.0) for k in ("validation", "checkpoints", "finish", "export_verify"))
+        rows.append((to_model, overhead / to_model, metrics))
+        print(f"seed {seed}: {wall:.1f} s in all, {to_model:.1f} s to the exported, verified model "
+              f"(target <= {WHOLE_TARGET_SECONDS} s); validation, checkpoints, final test and export/verify "
+              f"{100 * overhead / to_model:.1f} % of that (target < 10 %); parts: "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items()), flush=True)
+        print(f"    test accuracy (float) {100 * metrics['test_accuracy']:.1f} % in the original's composition, "
+              f"{100 * metrics['test_every_unknown']['accuracy']:.1f} % over every clip, other words taken "
+              f"{100 * metrics['test_every_unknown']['unknown_false_accepts']['rate']:.1f} %; best step "
+              f"{metrics['best_step']}", flush=True)
+    mean = lambda values: sum(values) / len(values)  # noqa: E731
+    print(f"mean of {len(rows)}: {mean([r[0] for r in rows]):.1f} s to the model, overhead "
+          f"{100 * mean([r[1] for r in rows]):.1f} %, test accuracy {100 * mean([r[2]['test_accuracy'] for r in rows]):.1f} %, "
+          f"every clip {100 * mean([r[2]['test_every_unknown']['accuracy'] for r in rows]):.1f} %")
+    return 0
 
 
 if __name__ == "__main__":

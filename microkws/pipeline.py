@@ -5,6 +5,8 @@ model), so this module is the only one that knows their order, as kws_streaming'
 chains its stages from the top.
 """
 
+import time
+
 from microkws.device import verify
 from microkws.device.budget import check_budget, model_costs
 from microkws.export import export_run
@@ -31,7 +33,7 @@ def train_and_export(run_dir, *, export=True, calibrate=False, false_accepts_per
                      budget=None, progress=True, **train_options):
     """Train into `run_dir` (microkws.train.train's options), then export and verify the best model.
 
-    Returns train's metrics; with `export`, metrics["export"] holds the files and device report. With
+    Returns train's metrics, whose "seconds" also hold export_verify and calibrate; with `export`, metrics["export"] holds the files and device report. With
     `export` and `calibrate` (as `microkws train` does), the detection settings are then chosen on an hour
     of validation speakers (microkws.streaming.calibrate, 5 minutes for tiny_conv): detection.json,
     and metrics["detection"]. Missing `false_accepts_per_hour` there is a warning, not an error.
@@ -41,11 +43,15 @@ def train_and_export(run_dir, *, export=True, calibrate=False, false_accepts_per
         check_fit(budget, train_options)
     metrics = train(run_dir, progress=progress, **train_options)
     if export:
+        started = time.monotonic()
         metrics["export"] = export_and_verify(run_dir, progress=progress)
+        metrics["seconds"]["export_verify"] = time.monotonic() - started
         if calibrate:
+            started = time.monotonic()
             calibration = calibrate_run(run_dir, false_accepts_per_hour=false_accepts_per_hour,
                                         require_target=False, progress=progress)
             metrics["detection"] = {**calibration.to_dict(), "summary": calibration.summary()}
+            metrics["seconds"]["calibrate"] = time.monotonic() - started
     metrics["report"] = write_report_or_warn(run_dir)  # report.png, or None (and a warning) if it cannot be drawn
     return metrics
 

@@ -7,6 +7,7 @@ short (a few seconds of model time each); the cost of the default hour is in mic
 """
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -308,6 +309,10 @@ def test_train_calibrates_at_the_end_and_keeps_a_run_that_misses_the_target(samp
     assert json.loads((run / "device_report.json").read_text())["detection"]["met"] == written["met"]
     out, err = capsys.readouterr()
     assert "detection: threshold" in out
+    # Where the command's time went, the export with its verification and the calibration included.
+    timing = re.search(r"^time: ([\d.]+) s: load data [\d.]+ s, steps .* export verify [\d.]+ s, calibrate ([\d.]+) s$",
+                       out, re.MULTILINE)
+    assert timing and 0 < float(timing.group(2)) < float(timing.group(1)), out
     assert ("no detection setting meets 0.001 false accepts per hour" in err) != written["met"]
     assert main(["train", *TUTORIAL, "--data_dir", str(data), "--train_dir", str(tmp_path / "off"),
                  "--how_many_training_steps", "4", "--learning_rate", "0.01", "--batch_size", "8",

@@ -147,3 +147,12 @@ def print_summary(metrics, train_dir):
         print(format_report(metrics["export"]["report"]))
     if metrics.get("detection"):
         print(metrics["detection"]["summary"])
+    print(format_seconds(metrics["seconds"]))
+
+
+def format_seconds(seconds):
+    """One line: where the command's time went, e.g. "time: 95.2 s: load_data 4.1 s, steps 80.3 s, ..."."""
+    order = ("load_data", "steps", "validation", "checkpoints", "finish", "export_verify", "calibrate")
+    names = sorted(seconds, key=lambda name: order.index(name) if name in order else len(order))
+    return f"time: {sum(seconds.values()):.1f} s: " + ", ".join(
+        f"{name.replace('_', ' ')} {seconds[name]:.1f} s" for name in names)
