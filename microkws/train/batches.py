@@ -1,15 +1,24 @@
-"""Training batches made on the fly: every step gets freshly augmented clips.
+"""Training batches made on the fly from freshly augmented clips, in background threads.
 
-The original spent most of each step computing features one clip per
-session call. Here a batch is augmented with numpy and featurised by the
-batched frontend in a background thread while the model trains on the
-previous one. Batch `step` depends only on (seed, step), so a resumed run
-sees exactly the batches an uninterrupted one would.
+The original spent most of each step computing features one clip per session call. Here examples are
+augmented with numpy and featurised by the batched frontend in background threads while the model
+trains. Batch `step` depends only on (seed, step), so a resumed run sees exactly the batches an
+uninterrupted one would.
+
+Fresh draws every step, or a pool: featurising a 100-clip batch costs more CPU than tiny_conv's whole
+step, yet on a small data set a long recipe draws each clip hundreds of times (the tutorial's 18,000
+steps on the shared sample: about 190 times each clip of another word, 3,000 times each keyword clip).
+Then each example made is used `echo` times: every POOL_STEPS steps a pool of POOL_STEPS * batch / echo
+fresh examples is made, and those steps draw from it in a random order (data echoing, Choi et al.
+2019). `echo` is chosen so that every clip still gets at least MIN_VARIANTS distinct augmentations over
+the run (the issue's bar for a pre-augmented pool); a large data set or a short run gets echo 1, a
+fresh batch every step, exactly as before.
 """
 
 import collections
 import concurrent.futures
 import itertools
+import threading
 
 import numpy as np
 
@@ -20,9 +29,16 @@ from microkws.features import compute_features
 from microkws.features.micro import snap_to_device_grid
 
 PRODUCER_THREADS = 2
-"""Threads making batches ahead of the step. With one, the step waited on it: its numpy
+"""Threads making examples ahead of the step. With one, the step waited on it: its numpy
 augmentation and the frontend (both free of the GIL in their inner loops) run in turn, and a batch
 took longer than tiny_conv's step (bench/RESULTS.md, Training)."""
+
+MIN_VARIANTS = 50
+"""Distinct augmentations each clip must get over a run before examples are reused."""
+MAX_ECHO = 4
+"""Most uses of one example: data echoing's gains flatten and its cost to accuracy grows beyond a few."""
+POOL_STEPS = 100
+"""Steps that share one pool of examples (made ahead while the previous pool is used)."""
 
 
 class TrainingBatches:
@@ -32,11 +48,12 @@ class TrainingBatches:
     labels: int [n]; device_grid: snap features to the device's int8 input
     grid (quantization-aware training); balanced: every label equally often (TrainConfig.balanced_batches);
     unknown_clips: int16 [m, samples], the pool that unknown
-    examples are drawn from on every step (None keeps the partition's own).
+    examples are drawn from on every step (None keeps the partition's own);
+    total_steps: the run's length, which sets `echo` (None: 1, fresh batches every step).
     """
 
     def __init__(self, clips, labels, *, label_names, unknown_clips, backgrounds, feature_config,
-                 augment_config, batch_size, seed, device_grid=False, balanced=False):
+                 augment_config, batch_size, seed, device_grid=False, balanced=False, total_steps=None):
         self.clips = clips
         self.labels = np.asarray(labels)
         self.unknown_clips = unknown_clips
@@ -53,11 +70,38 @@ class TrainingBatches:
         if balanced:
             groups = (np.flatnonzero(self.labels == i) for i in range(len(label_names)))
             self.rows_of_label = [rows for rows in groups if len(rows)]
+        self.echo = 1 if total_steps is None else echo_factor(self.draws_per_clip(total_steps))
+        self._pool_lock = threading.Lock()
+        self._last_pool = (None, None)
+
+    def draws_per_clip(self, total_steps):
+        """Fewest expected draws of one clip over `total_steps` steps, over the labels with clips
+        (silence examples are noise alone; unknown examples come from the unknown pool when there is one)."""
+        if self.rows_of_label is None:
+            shares = {label: np.mean(self.labels == label) for label in np.unique(self.labels)}
+        else:
+            shares = {self.labels[rows[0]]: 1 / len(self.rows_of_label) for rows in self.rows_of_label}
+        draws = []
+        for label, share in shares.items():
+            if label == self.silence_id:
+                continue
+            clips = np.sum(self.labels == label)
+            if label == self.unknown_id and self.unknown_clips is not None:
+                clips = len(self.unknown_clips)
+            draws.append(total_steps * self.batch_size * share / max(clips, 1))
+        return min(draws) if draws else 0.0
 
     def batch(self, step):
         """(features float32 [batch, frames*bins], labels int64 [batch]) of training step `step`."""
-        rng = np.random.default_rng([self.seed, step])
-        rows = self._rows(rng)
+        if self.echo == 1:
+            return self.examples(np.random.default_rng([self.seed, step]), self.batch_size)
+        features, labels = self._pool(step // POOL_STEPS)
+        rows = self._pool_order(step // POOL_STEPS)[step % POOL_STEPS]
+        return features[rows], labels[rows]
+
+    def examples(self, rng, count):
+        """`count` freshly drawn, augmented and featurised examples: (features, labels)."""
+        rows = self._rows(rng, count)
         labels = self.labels[rows]
         clips = self.clips[rows]
         unknown = labels == self.unknown_id
@@ -74,31 +118,85 @@ class TrainingBatches:
         features = compute_features(to_int16(audio), self.feature_config)
         if self.augment_config.time_masks or self.augment_config.frequency_masks:
             features = mask_features(features, self.augment_config, rng)
-        features = features.reshape(self.batch_size, -1)
+        features = features.reshape(count, -1)
         if self.device_grid:
             features = snap_to_device_grid(features)
         return features, labels
 
-    def _rows(self, rng):
+    def _rows(self, rng, count):
         if self.rows_of_label is None:
             # Sampling with replacement, uniformly over the partition's examples, as the original.
-            return rng.integers(len(self.labels), size=self.batch_size)
-        groups = rng.integers(len(self.rows_of_label), size=self.batch_size)
+            return rng.integers(len(self.labels), size=count)
+        groups = rng.integers(len(self.rows_of_label), size=count)
         return np.array([self.rows_of_label[g][rng.integers(len(self.rows_of_label[g]))] for g in groups])
+
+    def _pool_size(self):
+        return -(-POOL_STEPS * self.batch_size // self.echo)
+
+    def _pool_parts(self, pool):
+        """The pool's examples in batch-sized parts, each from its own seed, so threads can share them."""
+        size = self._pool_size()
+        return [(np.random.default_rng([self.seed, pool, part + 1]), min(self.batch_size, size - start))
+                for part, start in enumerate(range(0, size, self.batch_size))]
+
+    def _pool(self, pool, executor=None):
+        """(features, labels) of pool number `pool`; the last one made is kept."""
+        with self._pool_lock:
+            if self._last_pool[0] == pool:
+                return self._last_pool[1]
+        parts = self._pool_parts(pool)
+        made = list(executor.map(lambda part: self.examples(*part), parts) if executor else
+                    (self.examples(*part) for part in parts))
+        result = tuple(np.concatenate(column) for column in zip(*made))
+        with self._pool_lock:
+            self._last_pool = (pool, result)
+        return result
+
+    def _pool_order(self, pool):
+        """[POOL_STEPS, batch] rows of the pool for its steps: each example `echo` times, shuffled."""
+        rng = np.random.default_rng([self.seed, pool, 0])  # the parts are 1, 2, ...
+        uses = np.tile(np.arange(self._pool_size()), self.echo)
+        return rng.permutation(uses)[:POOL_STEPS * self.batch_size].reshape(POOL_STEPS, self.batch_size)
 
     def iterate(self, start_step, stop_step, *, prefetch=4, workers=PRODUCER_THREADS):
         """Yield batches of steps start_step..stop_step-1, in order, made ahead by `workers` threads."""
-        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="microkws-batches") as pool:
-            pending = collections.deque()
-            steps = iter(range(start_step, stop_step))
-            try:
-                for step in itertools.islice(steps, prefetch):
-                    pending.append(pool.submit(self.batch, step))
-                while pending:
-                    batch = pending.popleft().result()
-                    for step in itertools.islice(steps, 1):
-                        pending.append(pool.submit(self.batch, step))
-                    yield batch
-            finally:
-                for future in pending:
-                    future.cancel()
+        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="microkws-batches") as executor:
+            if self.echo == 1:
+                yield from _in_order(executor, self.batch, range(start_step, stop_step), prefetch)
+                return
+            # A pool is made by all the threads while the previous one is used.
+            pools = range(start_step // POOL_STEPS, (stop_step - 1) // POOL_STEPS + 1)
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="microkws-pools") as ahead:
+                made = _in_order(ahead, lambda number: self._pool(number, executor), pools, 1)
+                try:
+                    for pool, (features, labels) in zip(pools, made):
+                        order = self._pool_order(pool)
+                        for step in range(max(start_step, pool * POOL_STEPS),
+                                          min(stop_step, (pool + 1) * POOL_STEPS)):
+                            rows = order[step % POOL_STEPS]
+                            yield features[rows], labels[rows]
+                finally:
+                    made.close()
+
+
+def echo_factor(draws_per_clip):
+    """How many times each made example is used: as many as keep MIN_VARIANTS distinct augmentations of
+    every clip, at most MAX_ECHO, at least 1."""
+    return int(max(1, min(MAX_ECHO, draws_per_clip // MIN_VARIANTS)))
+
+
+def _in_order(executor, make, items, prefetch):
+    """make(item) for each item, in order, at most `prefetch` ahead of the consumer."""
+    pending = collections.deque()
+    items = iter(items)
+    try:
+        for item in itertools.islice(items, prefetch):
+            pending.append(executor.submit(make, item))
+        while pending:
+            result = pending.popleft().result()
+            for item in itertools.islice(items, 1):
+                pending.append(executor.submit(make, item))
+            yield result
+    finally:
+        for future in pending:
+            future.cancel()

@@ -48,6 +48,7 @@ def load_training_data(config, *, progress):
         clips, labels, label_names=list(config.labels), unknown_clips=unknown_clips, backgrounds=backgrounds,
         feature_config=features_config, augment_config=config.augment, batch_size=config.train.batch_size,
         seed=config.train.seed, device_grid=config.device_grid, balanced=config.train.balanced_batches,
+        total_steps=config.train.total_steps,
     )
     return partitions
 

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from microkws.dataset import AugmentConfig
+from microkws.features import FeatureConfig
+from microkws.train.batches import MAX_ECHO, MIN_VARIANTS, POOL_STEPS, TrainingBatches, echo_factor
+
+LABELS = ["_silence_", "_unknown_", "up", "down"]
+
+
+def _batches(total_steps, *, clips=12, unknown=6, batch_size=8):
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1, 2, 3] * (clips // 4))
+    return TrainingBatches(
+        rng.integers(-8000, 8000, size=(clips, 16000)).astype(np.int16), labels, label_names=LABELS,
+        unknown_clips=rng.integers(-8000, 8000, size=(unknown, 16000)).astype(np.int16),
+        backgrounds=[rng.uniform(-0.5, 0.5, 48000).astype(np.float32)], feature_config=FeatureConfig(),
+        augment_config=AugmentConfig(), batch_size=batch_size, seed=3, total_steps=total_steps)
+
+
+def test_echo_keeps_the_minimum_of_distinct_variants():
+    assert echo_factor(0) == 1 and echo_factor(MIN_VARIANTS * 2 - 1) == 1
+    assert echo_factor(MIN_VARIANTS * 3) == 3 and echo_factor(1e9) == MAX_ECHO
+    # 6 unknown clips draw a quarter of 8 examples a step: 1,000 steps give 333 draws each.
+    batches = _batches(1000)
+    assert batches.draws_per_clip(1000) == pytest.approx(1000 * 8 / 4 / 6)
+    assert batches.echo == MAX_ECHO
+    assert _batches(None).echo == 1 and _batches(100).echo == 1
+
+
+@pytest.mark.parametrize("total_steps", [100, 1000])  # fresh batches, then a pool used MAX_ECHO times
+def test_batches_follow_from_the_step_alone_and_resume_mid_pool(total_steps):
+    batches = _batches(total_steps)
+    stop = POOL_STEPS + 30
+    straight = list(batches.iterate(0, stop))
+    resumed = list(_batches(total_steps).iterate(POOL_STEPS - 10, stop))
+    for step in (0, 5, POOL_STEPS - 10, POOL_STEPS, stop - 1):
+        features, labels = batches.batch(step)
+        np.testing.assert_array_equal(features, straight[step][0])
+        np.testing.assert_array_equal(labels, straight[step][1])
+    for (a, la), (b, lb) in zip(straight[POOL_STEPS - 10:], resumed):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(la, lb)
+    assert straight[0][0].shape == (8, 49 * 40) and not np.array_equal(straight[0][0], straight[1][0])
+
+
+def test_a_pool_uses_each_example_echo_times_and_the_next_pool_is_new():
+    batches = _batches(1000)
+    order = batches._pool_order(0)
+    uses = np.bincount(order.ravel(), minlength=batches._pool_size())
+    assert uses.max() == batches.echo and uses.min() >= batches.echo - 1
+    first, second = batches._pool(0), batches._pool(1)
+    assert len(first[0]) == POOL_STEPS * 8 // batches.echo
+    # Fresh augmentations: no example of one pool reappears in the next.
+    assert not (first[0][:, None, :] == second[0][None, :, :]).all(axis=-1).any()
