@@ -340,3 +340,18 @@ def test_a_recommended_model_made_too_big_is_refused_before_training(mini_datase
     assert "does not fit the budget: flash" in error and "over the 20,480 budget" in error
     assert len(error.splitlines()) == 1
     assert not (run_dir / "config.json").exists()
+
+
+def test_a_run_stopped_by_its_validation_callback_still_says_where_its_time_went(mini_dataset, tmp_path):
+    class Stop(Exception):
+        pass
+
+    def stop(step, scores):
+        assert set(scores) == {"accuracy", "balanced_accuracy", "keyword_recall_at_5"}
+        raise Stop
+
+    timings = {}
+    with pytest.raises(Stop):
+        train(tmp_path / "run", data_config=data_config(mini_dataset), train_config=short_config(),
+              progress=False, on_validation=stop, timings=timings)
+    assert {"load_data", "steps", "validation", "checkpoints"} <= set(timings) and timings["steps"] > 0

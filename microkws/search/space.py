@@ -99,7 +99,7 @@ TRAINING = {
 """TrainConfig field -> the values tried, for every family."""
 
 AUGMENTATION = {
-    "time_shift_ms": Range(50.0, 200.0),
+    "time_shift_ms": Range(50.0, 300.0),
     "background_snr_low_db": Range(0.0, 10.0),
 }
 """Augmentation settings tried for every family (background_snr_low_db sets AugmentConfig.background_snr_db

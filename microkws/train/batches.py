@@ -160,6 +160,8 @@ class TrainingBatches:
 
     def iterate(self, start_step, stop_step, *, prefetch=4, workers=PRODUCER_THREADS):
         """Yield batches of steps start_step..stop_step-1, in order, made ahead by `workers` threads."""
+        if start_step >= stop_step:
+            return
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="microkws-batches") as executor:
             if self.echo == 1:
                 yield from _in_order(executor, self.batch, range(start_step, stop_step), prefetch)

@@ -93,10 +93,14 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
                                     metric=settings.checkpoint_metric, on_validation=on_validation),
                         timings, "validation")
     checkpoints = _Timed(_Checkpoints(checkpoints_dir, model, optimizer, identity, state), timings, "checkpoints")
-    elapsed = _run_steps(model, optimizer, data["training"], settings, state, progress=progress,
-                         on_steps=summaries.train, every=[(settings.eval_step_interval, validation),
-                                                         (settings.save_step_interval, checkpoints)])
-    timings["steps"] = elapsed - timings.get("validation", 0.0) - timings.get("checkpoints", 0.0)
+    started = time.monotonic()
+    try:
+        _run_steps(model, optimizer, data["training"], settings, state, progress=progress,
+                   on_steps=summaries.train, every=[(settings.eval_step_interval, validation),
+                                                    (settings.save_step_interval, checkpoints)])
+    finally:  # also when on_validation stops the run
+        elapsed = time.monotonic() - started
+        timings["steps"] = elapsed - timings.get("validation", 0.0) - timings.get("checkpoints", 0.0)
     summaries.flush()
     steps_run = settings.total_steps - first_step
     if steps_run:
@@ -138,14 +142,13 @@ checkpoint, so callbacks see the same steps as with one call per step."""
 def _run_steps(model, optimizer, batches, settings, state, *, progress, on_steps, every):
     """Steps state["step"]..total in chunks of up to STEPS_PER_CALL; after each chunk, the callbacks
     of `every` ((interval, callback) pairs, in order) whose interval divides its last step, and all of
-    them after the last step. Returns the seconds taken."""
+    them after the last step."""
     train_steps = make_train_steps(model, optimizer, quantize=settings.quantize,
                                    label_smoothing=settings.label_smoothing)
     total = settings.total_steps
     intervals = [interval for interval, _ in every]
-    stream = batches.iterate(state["step"], total)
-    with _progress_bar(total, state["step"], progress) as bar:
-        started = time.monotonic()
+    with contextlib.closing(batches.iterate(state["step"], total)) as stream, \
+            _progress_bar(total, state["step"], progress) as bar:
         step = state["step"]
         while step < total:
             count = _chunk_size(step, total, intervals)
@@ -161,7 +164,6 @@ def _run_steps(model, optimizer, batches, settings, state, *, progress, on_steps
             for interval, callback in every:
                 if step % interval == 0 or step == total:
                     callback(step)
-        return time.monotonic() - started
 
 
 def _chunk_size(step, total, intervals):
