@@ -18,22 +18,24 @@ def _batches(total_steps, *, clips=12, unknown=6, batch_size=8):
         augment_config=AugmentConfig(), batch_size=batch_size, seed=3, total_steps=total_steps)
 
 
-def test_echo_keeps_the_minimum_of_distinct_variants():
+def test_each_label_is_echoed_as_its_draws_allow():
     assert echo_factor(0) == 1 and echo_factor(MIN_VARIANTS * 2 - 1) == 1
     assert echo_factor(MIN_VARIANTS * 3) == 3 and echo_factor(1e9) == MAX_ECHO
-    # 6 unknown clips draw a quarter of 8 examples a step: 1,000 steps give 333 draws each.
-    batches = _batches(1000)
-    assert batches.draws_per_clip(1000) == pytest.approx(1000 * 8 / 4 / 6)
-    assert batches.echo == MAX_ECHO
+    # 1,000 steps of 8 examples, a quarter of each label: each of 3 keyword clips is drawn 667 times,
+    # each of 30 unknown clips 67 times.
+    batches = _batches(1000, unknown=30)
+    draws = batches.draws_per_clip(1000)
+    assert draws[2] == pytest.approx(1000 * 8 / 4 / 3) and draws[1] == pytest.approx(1000 * 8 / 4 / 30)
+    assert batches.echo_of_label[2] == MAX_ECHO and batches.echo_of_label[1] == 1 and batches.echo == MAX_ECHO
     assert _batches(None).echo == 1 and _batches(100).echo == 1
 
 
-@pytest.mark.parametrize("total_steps", [100, 1000])  # fresh batches, then a pool used MAX_ECHO times
+@pytest.mark.parametrize("total_steps", [100, 1000])  # fresh batches, then a pool
 def test_batches_follow_from_the_step_alone_and_resume_mid_pool(total_steps):
-    batches = _batches(total_steps)
+    batches = _batches(total_steps, unknown=30)
     stop = POOL_STEPS + 30
     straight = list(batches.iterate(0, stop))
-    resumed = list(_batches(total_steps).iterate(POOL_STEPS - 10, stop))
+    resumed = list(_batches(total_steps, unknown=30).iterate(POOL_STEPS - 10, stop))
     for step in (0, 5, POOL_STEPS - 10, POOL_STEPS, stop - 1):
         features, labels = batches.batch(step)
         np.testing.assert_array_equal(features, straight[step][0])
@@ -44,12 +46,17 @@ def test_batches_follow_from_the_step_alone_and_resume_mid_pool(total_steps):
     assert straight[0][0].shape == (8, 49 * 40) and not np.array_equal(straight[0][0], straight[1][0])
 
 
-def test_a_pool_uses_each_example_echo_times_and_the_next_pool_is_new():
-    batches = _batches(1000)
-    order = batches._pool_order(0)
-    uses = np.bincount(order.ravel(), minlength=batches._pool_size())
-    assert uses.max() == batches.echo and uses.min() >= batches.echo - 1
-    first, second = batches._pool(0), batches._pool(1)
-    assert len(first[0]) == POOL_STEPS * 8 // batches.echo
+def test_a_pool_uses_each_example_its_labels_echo_times_and_the_next_pool_is_new():
+    batches = _batches(1000, unknown=30)
+    features, labels, slots = batches._pool(0)
+    assert slots.shape == (POOL_STEPS, 8)
+    uses = np.bincount(slots.ravel(), minlength=len(features))
+    for label in (1, 2, 3):  # unknown: fresh; keywords: echoed
+        echo = batches.echo_of_label[label]
+        made = labels == label
+        assert uses[made].max() == echo and uses[made].min() >= 1
+        assert uses[made].sum() == np.sum(labels[slots] == label)
+    assert np.all(uses[labels == 1] == 1)
+    second = batches._pool(1)[0]
     # Fresh augmentations: no example of one pool reappears in the next.
-    assert not (first[0][:, None, :] == second[0][None, :, :]).all(axis=-1).any()
+    assert not (features[:, None, :] == second[None, :, :]).all(axis=-1).any()
