@@ -210,12 +210,10 @@ def validation_scores(model, partition, labels):
     """({"accuracy", "balanced_accuracy", "keyword_recall_at_5"}, confusion) of `model` on a partition
     (features, labels). keyword_recall_at_5: the share of keyword clips detected as their word when
     the threshold lets 5 % of the unknown clips fire (0 without keyword or unknown clips)."""
-    features, truth = partition
-    logits = None if features is None else model_outputs(model, features)
-    confusion = _confusion(model, partition, len(labels), logits=logits)
-    recall = [] if logits is None else keyword_recall(softmax(logits), truth, labels, rates=(0.05,))
-    return {"accuracy": accuracy(confusion), "balanced_accuracy": balanced_accuracy(confusion),
-            "keyword_recall_at_5": recall[0]["recall"] if recall else 0.0}, confusion
+    report = _every_unknown_report(model, partition, labels)
+    at_5 = [row["recall"] for row in report["keyword_recall"] if row["false_accept_rate"] == 0.05]
+    return {"accuracy": report["accuracy"], "balanced_accuracy": report["balanced_accuracy"],
+            "keyword_recall_at_5": at_5[0] if at_5 else 0.0}, np.asarray(report["confusion"])
 
 
 class _Checkpoints:
