@@ -3,7 +3,7 @@ import pytest
 
 from microkws.dataset import AugmentConfig
 from microkws.features import FeatureConfig
-from microkws.train.batches import MAX_ECHO, MIN_VARIANTS, POOL_STEPS, TrainingBatches, echo_factor
+from microkws.train.batches import MAX_ECHO, MIN_VARIANTS, POOL_STEPS, TrainingBatches, echo_factor, warmup_frames
 
 LABELS = ["_silence_", "_unknown_", "up", "down"]
 
@@ -60,3 +60,24 @@ def test_a_pool_uses_each_example_its_labels_echo_times_and_the_next_pool_is_new
     second = batches._pool(1)[0]
     # Fresh augmentations: no example of one pool reappears in the next.
     assert not (features[:, None, :] == second[None, :, :]).all(axis=-1).any()
+
+
+def test_a_frontend_warm_up_settles_the_noise_estimate_as_a_listening_device_has():
+    """frontend_warmup_ms: silence examples heard after up to a second of their own noise show the noise
+    the frontend has learnt to subtract, lower than a fresh frontend shows it; the clip keeps 49 frames."""
+    rng = np.random.default_rng(0)
+    labels = np.zeros(64, dtype=int)  # silence only: noise at a random volume
+    noise = [rng.normal(0, 0.2, 64000).astype(np.float32)]
+
+    def batch(warmup_ms):
+        return TrainingBatches(
+            np.zeros((64, 16000), np.int16), labels, label_names=LABELS, unknown_clips=None, backgrounds=noise,
+            feature_config=FeatureConfig(), augment_config=AugmentConfig(frontend_warmup_ms=warmup_ms),
+            batch_size=64, seed=1).batch(0)[0]
+
+    fresh, warm = batch(0), batch(1000)
+    assert fresh.shape == warm.shape == (64, 49 * 40)
+    # The same draws but the warm-up's: compare the batch means.
+    assert warm.mean() < 0.8 * fresh.mean()
+    assert warmup_frames(AugmentConfig(frontend_warmup_ms=1000), FeatureConfig()) == 50
+    assert warmup_frames(AugmentConfig(frontend_warmup_ms=1000), FeatureConfig(preprocess="mfcc")) == 0

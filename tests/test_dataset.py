@@ -265,3 +265,29 @@ def test_augment_clips_to_unit_range():
                   AugmentConfig(time_shift_ms=0, background_volume=1, background_frequency=1),
                   sample_rate=16000, rng=np.random.default_rng(1))
     assert out.max() <= 1.0
+
+
+def test_augment_lead_carries_each_rows_own_background_back_for_a_uniform_share():
+    """frontend_warmup_ms: the clip sits at the end of a longer row, and the row's own noise (the same
+    recording and level) runs back into the lead for 0..lead samples, zeros before; 0 changes nothing."""
+    lead, length = 800, 1600
+    ramp = [np.linspace(-0.5, 0.5, 40000, dtype=np.float32)]  # a slice's start is told by its values
+    config = AugmentConfig(time_shift_ms=0, background_volume=0.1, background_frequency=1.0)
+    clips = np.zeros((300, length), dtype=np.float32)
+    out = augment(clips, np.zeros(300, bool), ramp, config, sample_rate=16000, rng=np.random.default_rng(0),
+                  lead_samples=lead)
+    assert out.shape == (300, lead + length)
+    heard = []
+    for row in out:
+        steps = np.diff(row[np.flatnonzero(row)])
+        assert np.allclose(steps, steps[0], atol=1e-7)  # one contiguous stretch of one recording, one level
+        heard.append(np.count_nonzero(row) - length)
+    heard = np.asarray(heard)
+    assert heard.min() >= 0 and heard.max() <= lead and np.all(out[:, lead:] != 0)
+    assert heard.std() > lead / 5  # spread over the lead, not one fixed share
+    plain = augment(clips, np.zeros(300, bool), ramp, config, sample_rate=16000, rng=np.random.default_rng(0))
+    again = augment(clips, np.zeros(300, bool), ramp, config, sample_rate=16000, rng=np.random.default_rng(0),
+                    lead_samples=0)
+    np.testing.assert_array_equal(plain, again)
+    with pytest.raises(UserError, match="frontend_warmup_ms"):
+        AugmentConfig(frontend_warmup_ms=-1)

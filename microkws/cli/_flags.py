@@ -242,6 +242,9 @@ def add_augment_arguments(parser, *, defaults=True):
                 help="SpecAugment: bands of channels blanked per example")
     add_setting(group, AugmentConfig, "frequency_mask_bins", type=number(whole=True), metavar="B",
                 defaults=defaults, help="SpecAugment: widest frequency band, in channels")
+    add_setting(group, AugmentConfig, "frontend_warmup_ms", type=number(), metavar="MS", defaults=defaults,
+                help="micro features: the frontend first hears MS of each example's background noise, as a "
+                     "listening device has (0: a fresh frontend per clip, as the original)")
     return group
 
 

@@ -37,6 +37,10 @@ class AugmentConfig:
     """SpecAugment: how many bands of channels are blanked."""
     frequency_mask_bins: int = 0
     """Widest frequency mask, in channels."""
+    frontend_warmup_ms: float = 0.0
+    """Micro features only: each example's frontend first hears up to this much (uniform) of the example's
+    own background noise, so its noise estimates are as settled as a listening device's, and only the
+    clip's frames are kept. 0: every clip from a fresh frontend, as the original trained."""
 
     def __post_init__(self):
         if self.time_shift_ms < 0:
@@ -50,6 +54,8 @@ class AugmentConfig:
         if self.background_snr_db is not None and (len(self.background_snr_db) != 2
                                                    or self.background_snr_db[0] > self.background_snr_db[1]):
             raise UserError(f"background_snr_db must be (low, high) with low <= high, got {self.background_snr_db}")
+        if not 0 <= self.frontend_warmup_ms <= 10000:
+            raise UserError(f"frontend_warmup_ms must be from 0 to 10000, got {self.frontend_warmup_ms}")
         for name in ("time_masks", "time_mask_frames", "frequency_masks", "frequency_mask_bins"):
             if not 0 <= getattr(self, name) <= 100:
                 raise UserError(f"{name} must be from 0 to 100, got {getattr(self, name)}")
@@ -91,18 +97,24 @@ def background_slices(backgrounds, count, length, rng):
     return out
 
 
-def augment(clips, is_silence, backgrounds, config, *, sample_rate, rng):
+def augment(clips, is_silence, backgrounds, config, *, sample_rate, rng, lead_samples=0):
     """Augment a training batch: shift, mix background, clip to [-1, 1].
 
     `clips` are float in [-1, 1] or int16 (scaled by 1/32768). `is_silence[i]`
     marks silence examples: their clip is ignored and they become background
     noise at a random volume in [0, silence_volume]. Other clips get noise
     with probability background_frequency.
+
+    lead_samples: each row is that many samples longer, the clip at its end and the row's background
+    noise (the same recording, level and stretch, or none) running back into the lead for a uniform
+    0..lead_samples of it, zeros before: what a listening device heard before the window, from nothing
+    (a fresh frontend) to the whole lead (AugmentConfig.frontend_warmup_ms). [n, lead + samples].
     """
     clips = np.asarray(clips)
     scale = np.float32(1 / 32768) if clips.dtype == np.int16 else np.float32(1)
     is_silence = np.asarray(is_silence, dtype=bool)
     count, length = clips.shape
+    lead = int(lead_samples)
     max_shift = int(config.time_shift_ms * sample_rate / 1000)
     # The original draws from [-max_shift, max_shift): randint's upper bound is exclusive.
     shifts = rng.integers(-max_shift, max_shift, size=count) if max_shift > 0 else np.zeros(count, dtype=int)
@@ -114,15 +126,19 @@ def augment(clips, is_silence, backgrounds, config, *, sample_rate, rng):
     )
     volumes = np.where(is_silence, rng.uniform(0, config.silence_volume, size=count), volumes).astype(np.float32)
     # Row by row: slices and in-place adds beat whole-batch fancy indexing by several times.
-    out = np.zeros((count, length), dtype=np.float32)
+    out = np.zeros((count, lead + length), dtype=np.float32)
     snrs = None if config.background_snr_db is None else rng.uniform(*config.background_snr_db, size=count)
+    # Heard before the window: a uniform share of the lead, so fresh and settled frontends both occur.
+    heard = rng.integers(0, lead + 1, size=count) if lead else np.zeros(count, dtype=int)
     for row in range(count):
         if not is_silence[row]:
-            _shift_into(out[row], clips[row] * (scale * gains[row]), int(shifts[row]))
+            _shift_into(out[row, lead:], clips[row] * (scale * gains[row]), int(shifts[row]))
         if backgrounds and volumes[row] > 0:
-            piece = _random_slice(backgrounds, length, rng)
-            volume = volumes[row] if snrs is None or is_silence[row] else _snr_volume(out[row], piece, snrs[row])
-            out[row, :len(piece)] += volume * piece
+            piece = _random_slice(backgrounds, lead + length, rng)
+            volume = (volumes[row] if snrs is None or is_silence[row]
+                      else _snr_volume(out[row, lead:], piece[lead:], snrs[row]))
+            quiet = lead - heard[row]
+            out[row, quiet:len(piece)] += volume * piece[quiet:]
     return np.clip(out, -1.0, 1.0, out=out)
 
 

@@ -76,6 +76,7 @@ class TrainingBatches:
         draws = {} if total_steps is None else self.draws_per_clip(total_steps)
         self.echo_of_label = {label: echo_factor(count) for label, count in draws.items()}
         self.echo = max(self.echo_of_label.values(), default=1)
+        self.lead_frames = warmup_frames(augment_config, feature_config)
         self._pool_lock = threading.Lock()
         self._last_pool = (None, None)
 
@@ -117,8 +118,9 @@ class TrainingBatches:
             self.augment_config,
             sample_rate=self.feature_config.sample_rate,
             rng=rng,
+            lead_samples=self.lead_frames * self.feature_config.window_stride_samples,
         )
-        features = compute_features(to_int16(audio), self.feature_config)
+        features = compute_features(to_int16(audio), self.feature_config)[:, self.lead_frames:]
         if self.augment_config.time_masks or self.augment_config.frequency_masks:
             features = mask_features(features, self.augment_config, rng)
         features = features.reshape(len(rows), -1)
@@ -183,6 +185,15 @@ class TrainingBatches:
                             yield features[rows], labels[rows]
                 finally:
                     made.close()
+
+
+def warmup_frames(augment_config, feature_config):
+    """Frontend frames each example's warm-up lasts (AugmentConfig.frontend_warmup_ms in whole strides, so
+    the clip's frames fall where a fresh frontend puts them). Only the micro frontend carries state from
+    one window to the next; the other modes compute each window from its own audio, so they get none."""
+    if feature_config.preprocess != "micro":
+        return 0
+    return int(round(augment_config.frontend_warmup_ms / feature_config.window_stride_ms))
 
 
 def echo_factor(draws_per_clip):
