@@ -66,8 +66,8 @@ def add_arguments(parser):
     add_flag(output, "--export", type=str_to_bool, default=True, metavar="0|1",
              help="export model.tflite, model_data.cc and saved_model/ and verify on TFLM at the end (default: 1)")
     add_flag(output, "--calibrate", type=str_to_bool, default=True, metavar="0|1",
-             help="after the export, choose the detection threshold, averaging window and minimum count on an "
-                  "hour of validation speakers (RUN_DIR/detection.json; 5 minutes for tiny_conv) (default: 1)")
+             help="after the export, choose the detection threshold, averaging window and minimum count on 20 "
+                  "minutes of validation speakers (RUN_DIR/detection.json; 2 minutes for tiny_conv) (default: 1)")
     add_flag(output, "--false_accepts_per_hour", type=number(above=0), default=DEFAULT_FALSE_ACCEPTS_PER_HOUR,
              metavar="N", help="the calibration's target: at most N false accepts per hour (default: %(default)g)")
     add_flag(output, "--verbosity", choices=sorted(VERBOSITY), default="info", help="log level (default: info)")
