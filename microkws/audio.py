@@ -13,6 +13,7 @@ import numpy as np
 import soundfile
 
 from microkws.errors import UserError
+from microkws.wavheader import read_pcm16_layout
 
 MIN_SAMPLE_RATE = 4000
 """Files recorded below 4 kHz hold no speech a keyword model can use (and resampling them up costs
@@ -40,9 +41,11 @@ def check_audio(path):
     Cheap: reads only the header, and the samples only of float files (the one kind that can hold NaN).
     Used to report bad files in a data folder before any training starts.
     """
-    info = _open_info(path)
-    if info.subtype in FLOAT_SUBTYPES:
-        read_audio(path, sample_rate=info.samplerate)
+    if _usable(_pcm16_layout(path)):
+        return
+    with _open(path) as file:
+        if file.subtype in FLOAT_SUBTYPES:
+            _read_samples(path, file, file.samplerate)
 
 
 def read_audio(path, *, sample_rate=16000):
@@ -52,18 +55,55 @@ def read_audio(path, *, sample_rate=16000):
     as TensorFlow's decode_wav), channels are averaged, and other rates are
     resampled with a polyphase filter that removes what would alias.
     """
-    info = _open_info(path)
-    _check_memory(path, info, sample_rate)
+    with _open(path) as file:
+        return _read_samples(path, file, sample_rate)
+
+
+def read_clip(path, *, sample_rate, length):
+    """One example: `to_int16(fit_to_length(read_audio(path), length))`, the same values.
+
+    A mono PCM16 WAV at `sample_rate` no longer than `length` (every Speech
+    Commands clip) is read as int16 directly: x / 32768 and back is exact, so
+    the float round trip and libsndfile's open are only cost.
+    """
+    clip = read_pcm16_clip(path, sample_rate=sample_rate, length=length)
+    return clip if clip is not None else to_int16(fit_to_length(read_audio(path, sample_rate=sample_rate), length))
+
+
+def read_pcm16_clip(path, *, sample_rate, length):
+    """read_clip's direct path, one open and one read; None where it does not apply (read_clip then
+    goes through libsndfile, which also says what is wrong with a bad file)."""
     try:
-        samples, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        with open(path, "rb") as file:
+            layout = read_pcm16_layout(file)
+            if not (_usable(layout) and layout.channels == 1 and layout.samplerate == sample_rate
+                    and layout.frames <= length):
+                return None
+            _check_memory(path, layout, sample_rate)
+            file.seek(layout.data_offset)
+            data = file.read(2 * layout.frames)
+    except OSError:
+        return None
+    if len(data) != 2 * layout.frames:  # the file changed since its size was read
+        return None
+    clip = np.zeros(length, dtype=np.int16)
+    clip[:layout.frames] = np.frombuffer(data, dtype="<i2")
+    return clip
+
+
+def _read_samples(path, file, sample_rate):
+    """read_audio's work on a file `_open` checked."""
+    _check_memory(path, file, sample_rate)
+    try:
+        samples = file.read(dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
         raise AudioError(f"{path}: cannot read audio ({_reason(error)})") from None
     if samples.shape[0] == 0:
-        raise AudioError(f"{path}: the file has no audio frames (header claims {info.frames})")
+        raise AudioError(f"{path}: the file has no audio frames (header claims {file.frames})")
     if not np.isfinite(samples).all():
         raise AudioError(f"{path}: the audio holds NaN or infinite samples")
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
-    return resample(mono, file_rate, sample_rate)
+    return resample(mono, file.samplerate, sample_rate)
 
 
 def resample(samples, from_rate, to_rate):
@@ -101,7 +141,23 @@ def loudest_window_start(samples, length):
     return int(np.argmax(window_energy))
 
 
-def _open_info(path):
+def _pcm16_layout(path):
+    """The file's Pcm16Layout, or None (not a plain PCM16 WAV, or not openable: `_open` says why)."""
+    try:
+        with open(path, "rb") as file:
+            return read_pcm16_layout(file)
+    except OSError:
+        return None
+
+
+def _usable(layout):
+    """True if a PCM16 layout passes every check `_open` makes (else `_open` raises the error)."""
+    return layout is not None and layout.frames > 0 and MIN_SAMPLE_RATE <= layout.samplerate <= MAX_SAMPLE_RATE
+
+
+def _open(path):
+    """An open soundfile.SoundFile of `path` (one open gives header and samples), after the checks
+    every reader makes; AudioError naming `path` if they fail."""
     path = str(path)
     try:
         size = os.path.getsize(path)
@@ -110,20 +166,22 @@ def _open_info(path):
     if size == 0:
         raise AudioError(f"{path}: the file is empty")
     try:
-        info = soundfile.info(path)
+        file = soundfile.SoundFile(path)
     except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
         raise AudioError(f"{path}: not a readable audio file ({_reason(error)})") from None
-    if info.frames <= 0:
+    if file.frames <= 0:
+        file.close()
         raise AudioError(f"{path}: the file has no audio frames")
-    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
-        raise AudioError(f"{path}: sample rate {info.samplerate} Hz; microkws reads audio recorded at "
+    if not MIN_SAMPLE_RATE <= file.samplerate <= MAX_SAMPLE_RATE:
+        file.close()
+        raise AudioError(f"{path}: sample rate {file.samplerate} Hz; microkws reads audio recorded at "
                          f"{MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz")
-    return info
+    return file
 
 
 def _check_memory(path, info, sample_rate):
     """Refuse, before allocating, a file whose samples would not fit in half of this machine's memory
-    (read as float32, averaged to mono, resampled: about three copies)."""
+    (read as float32, averaged to mono, resampled: about three copies). `info`: a SoundFile or a Pcm16Layout."""
     needed = 4 * (info.frames * info.channels + 2 * info.frames * max(1.0, sample_rate / info.samplerate))
     available = _physical_memory() / 2
     if needed > available:

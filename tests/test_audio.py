@@ -1,9 +1,20 @@
+import struct
+
 import numpy as np
 import pytest
 import soundfile
 from conftest import write_tone
 
-from microkws.audio import AudioError, fit_to_length, read_audio, resample, to_int16
+from microkws.audio import (
+    AudioError,
+    check_audio,
+    fit_to_length,
+    read_audio,
+    read_clip,
+    read_pcm16_clip,
+    resample,
+    to_int16,
+)
 
 
 def test_pcm16_reads_exactly_as_decode_wav(testvectors):
@@ -99,3 +110,48 @@ def test_a_header_beyond_memory_is_refused_before_reading(tmp_path, monkeypatch)
     monkeypatch.setattr(audio, "_physical_memory", lambda: 200_000)  # a machine with 200 KB
     with pytest.raises(AudioError, match="long.wav: 0.0 hours of audio need 0.0 GiB to read, more than half"):
         read_audio(path)
+
+
+def _odd_layouts(tmp_path):
+    """name -> (path, whether read_clip may read it without libsndfile)."""
+    noise = np.random.default_rng(0).uniform(-1, 1, 24000)
+    files = {}
+    for name, rate, frames, subtype, direct in (
+            ("plain", 16000, 16000, "PCM_16", True), ("short", 16000, 3000, "PCM_16", True),
+            ("one_frame", 16000, 1, "PCM_16", True), ("long", 16000, 24000, "PCM_16", False),
+            ("r8k", 8000, 8000, "PCM_16", False), ("pcm24", 16000, 16000, "PCM_24", False),
+            ("float", 16000, 16000, "FLOAT", False)):
+        soundfile.write(tmp_path / f"{name}.wav", noise[:frames], rate, subtype=subtype)
+        files[name] = (tmp_path / f"{name}.wav", direct)
+    soundfile.write(tmp_path / "stereo.wav", np.stack([noise[:16000], noise[::-1][:16000]], 1), 16000, subtype="PCM_16")
+    files["stereo"] = (tmp_path / "stereo.wav", False)
+    raw = (tmp_path / "plain.wav").read_bytes()
+    fmt, data = raw[12:36], raw[36:]
+    with_list = b"WAVE" + fmt + b"LIST" + struct.pack("<I", 5) + b"INFOx\0" + data + b"junk\4\0\0\0abcd"
+    for name, content, direct in (("list_chunk", b"RIFF" + struct.pack("<I", len(with_list)) + with_list, True),
+                                  ("streamed_riff_size", raw[:4] + b"\xff\xff\xff\xff" + raw[8:], False),
+                                  ("truncated", raw[:len(raw) // 2], False), ("trailing_byte", raw + b"\1", False)):
+        (tmp_path / f"{name}.wav").write_bytes(content)
+        files[name] = (tmp_path / f"{name}.wav", direct)
+    return files
+
+
+def test_read_clip_is_read_audio_fitted_bit_for_bit(tmp_path, sample_dir):
+    """The direct int16 path gives what libsndfile, x / 32768 and to_int16 give; odd files go through libsndfile."""
+    clips = {path.name: (path, path.parent.name != "_background_noise_")  # those are minutes long
+             for path in sorted(sample_dir.glob("*/*.wav"))[::25]}
+    for name, (path, direct) in {**clips, **_odd_layouts(tmp_path)}.items():
+        expected = to_int16(fit_to_length(read_audio(path), 16000))
+        assert (read_pcm16_clip(path, sample_rate=16000, length=16000) is not None) == direct, name
+        np.testing.assert_array_equal(read_clip(path, sample_rate=16000, length=16000), expected, err_msg=name)
+        check_audio(path)
+
+
+def test_bad_files_fail_check_audio_and_read_clip_alike(tmp_path):
+    for name in _bad_files(tmp_path):
+        with pytest.raises(AudioError) as read_error:
+            read_audio(tmp_path / name)
+        for reader in (check_audio, lambda path: read_clip(path, sample_rate=16000, length=16000)):
+            with pytest.raises(AudioError) as caught:
+                reader(tmp_path / name)
+            assert str(caught.value) == str(read_error.value)

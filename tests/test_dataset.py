@@ -15,7 +15,9 @@ from microkws.dataset import (
     AugmentConfig,
     DataConfig,
     augment,
+    clips_by_path,
     index_dataset,
+    load_clips,
     load_partition,
     time_shift,
     which_set,
@@ -228,6 +230,24 @@ def test_evaluation_silence_is_fixed_noise(mini_dataset):
     assert first[silent].std() > 0  # noise, not digital silence
     np.testing.assert_array_equal(first[~silent], other[~silent])
 
+
+
+def test_clips_read_for_another_set_are_reused_as_read(mini_dataset):
+    from microkws.train.data import with_every_unknown
+
+    index = index_dataset(DataConfig(mini_dataset, wanted_words=("up", "down"), silence_percentage=50))
+    wide = with_every_unknown(index, "testing")
+    wide_clips, _ = load_partition(wide, "testing", FeatureConfig(), seed=3)
+    loaded = clips_by_path(wide.partitions["testing"], wide_clips)
+    reused, labels = load_partition(index, "testing", FeatureConfig(), seed=3, loaded=loaded)
+    read, read_labels = load_partition(index, "testing", FeatureConfig(), seed=3)
+    np.testing.assert_array_equal(reused, read)
+    np.testing.assert_array_equal(labels, read_labels)
+    paths = [e.path for e in index.partitions["training"] if e.path]
+    marker = np.full(16000, 7, dtype=np.int16)
+    clips = load_clips(paths, sample_rate=16000, length=16000, loaded={paths[0]: marker})
+    np.testing.assert_array_equal(clips[0], marker)  # taken from `loaded`, not read
+    np.testing.assert_array_equal(clips[1:], load_clips(paths[1:], sample_rate=16000, length=16000))
 
 def test_time_shift_pads_with_zeros():
     clips = np.arange(1, 11, dtype=np.float32)[None].repeat(3, axis=0)

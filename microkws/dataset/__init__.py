@@ -14,7 +14,7 @@ from microkws.dataset.labels import (
     keyword_indices,
     label_role,
 )
-from microkws.dataset.load import load_backgrounds, load_clips, load_partition
+from microkws.dataset.load import clips_by_path, load_backgrounds, load_clips, load_partition
 from microkws.dataset.split import PARTITIONS, which_set
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "SILENCE_LABEL",
     "UNKNOWN_LABEL",
     "augment",
+    "clips_by_path",
     "index_dataset",
     "keyword_indices",
     "label_role",

@@ -2,7 +2,14 @@
 
 import dataclasses
 
-from microkws.dataset import UNKNOWN_LABEL, index_dataset, load_backgrounds, load_clips, load_partition
+from microkws.dataset import (
+    UNKNOWN_LABEL,
+    clips_by_path,
+    index_dataset,
+    load_backgrounds,
+    load_clips,
+    load_partition,
+)
 from microkws.errors import UserError
 from microkws.features import compute_features
 from microkws.features.micro import snap_to_device_grid
@@ -22,20 +29,24 @@ def load_training_data(config, *, progress):
     backgrounds = load_backgrounds(index.background_paths, sample_rate=features_config.sample_rate,
                                    min_length=features_config.desired_samples)
 
-    def features_of(partition, *, every_unknown):
-        clips, labels = load_partition(with_every_unknown(index, partition) if every_unknown else index, partition,
-                                       features_config, backgrounds=backgrounds, seed=config.train.seed,
-                                       progress=progress)
+    def features_of(part_index, partition, *, loaded=None):
+        """((features, labels), clips) of one evaluation set."""
+        clips, labels = load_partition(part_index, partition, features_config, backgrounds=backgrounds,
+                                       seed=config.train.seed, progress=progress, loaded=loaded)
         if not len(clips):
-            return None, labels
+            return (None, labels), clips
         features = compute_features(clips, features_config).reshape(len(clips), -1)
-        return (snap_to_device_grid(features) if config.device_grid else features), labels
+        return ((snap_to_device_grid(features) if config.device_grid else features), labels), clips
 
-    partitions = {
-        "validation": features_of("validation", every_unknown=True),
-        "testing": features_of("testing", every_unknown=False),
-        "testing_every_unknown": features_of("testing", every_unknown=True),
-    }
+    # Each file is read once: the test partition's clips are all among those of its every-unknown set,
+    # and the training partition's unknown clips among the pool of other words (read after it, so the
+    # pool's 2 GB and a partition being loaded never meet).
+    validation, _ = features_of(with_every_unknown(index, "validation"), "validation")
+    wide_index = with_every_unknown(index, "testing")
+    every_unknown, wide_clips = features_of(wide_index, "testing")
+    testing, _ = features_of(index, "testing", loaded=clips_by_path(wide_index.partitions["testing"], wide_clips))
+    del wide_clips  # 0.5 GB on a full-size tree, no longer needed
+    partitions = {"validation": validation, "testing": testing, "testing_every_unknown": every_unknown}
     clips, labels = load_partition(index, "training", features_config, backgrounds=backgrounds, progress=progress)
     if not len(clips):
         raise UserError(f"{config.data.data_dir}: the training partition is empty")
@@ -43,7 +54,8 @@ def load_training_data(config, *, progress):
     if config.train.fresh_unknowns and index.unknown_pool["training"]:
         unknown_clips = load_clips([e.path for e in index.unknown_pool["training"]],
                                    sample_rate=features_config.sample_rate, length=features_config.desired_samples,
-                                   progress=progress, description="loading unknown words")
+                                   progress=progress, description="loading unknown words",
+                                   loaded=clips_by_path(index.partitions["training"], clips))
     partitions["training"] = TrainingBatches(
         clips, labels, label_names=list(config.labels), unknown_clips=unknown_clips, backgrounds=backgrounds,
         feature_config=features_config, augment_config=config.augment, batch_size=config.train.batch_size,
