@@ -21,6 +21,7 @@ import optuna
 from microkws.device.budget import BUDGET_FIGURES, model_costs, over_budget
 from microkws.errors import UserError, first_line
 from microkws.search.space import suggest
+from microkws.train.data import DataCache
 from microkws.train.recipes import recommended_recipe
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class Objective:
     def __init__(self, config):
         self.config = config
         self.recipe = recommended_recipe(seed=config.seed)
+        # Trials differ in model and augmentation, never in data: this worker reads the clips once.
+        self.data_cache = DataCache()
 
     def __call__(self, trial):
         from microkws._tensorflow import keras
@@ -97,7 +100,8 @@ class Objective:
             with _training_logs_quiet():
                 metrics = train(run_dir, data_config=self.config.data, feature_config=self.config.features,
                                 augment_config=augment, train_config=settings, progress=False,
-                                on_validation=_Reporter(trial, settings.checkpoint_metric), timings=timings)
+                                on_validation=_Reporter(trial, settings.checkpoint_metric), timings=timings,
+                                data_cache=self.data_cache)
         except UserError as error:  # e.g. a learning rate this model diverges at: the search goes on
             trial.set_user_attr("error", first_line(error))
             return float("nan")  # Optuna records a NaN value as FAIL

@@ -1,4 +1,8 @@
-"""What training reads: the validation and test features held in memory, and the training batches."""
+"""What training reads: the validation and test features held in memory, and the training batches.
+
+Loading (`load_examples`) is split from the batches (`training_data`) so that a search, whose trials differ
+in model and augmentation but not in data, reads its clips once per worker (`DataCache`).
+"""
 
 import dataclasses
 
@@ -16,9 +20,59 @@ from microkws.features.micro import snap_to_device_grid
 from microkws.train.batches import TrainingBatches
 
 
-def load_training_data(config, *, progress):
+@dataclasses.dataclass(frozen=True)
+class LoadedExamples:
+    """Everything a run reads from its data folder: evaluation sets as features, training clips as int16."""
+
+    evaluation: dict
+    """{"validation" / "testing" / "testing_every_unknown": (features [n, frames*bins] or None, labels [n])}"""
+    clips: object
+    labels: object
+    unknown_clips: object
+    backgrounds: list
+
+
+def load_training_data(config, *, progress, cache=None):
     """{"training": TrainingBatches, "validation" / "testing" / "testing_every_unknown": (features, labels)}
     for a RunConfig. Features are [n, frames*bins] float32 (None for an empty partition), labels [n] ints.
+    `cache` (a DataCache): reuse examples a run of the same data settings loaded before.
+    """
+    loaded = cache.get(config, progress=progress) if cache is not None else load_examples(config, progress=progress)
+    return training_data(loaded, config)
+
+
+def training_data(loaded, config):
+    """load_training_data's dict from examples already loaded for `config`'s data settings."""
+    return {**loaded.evaluation, "training": TrainingBatches(
+        loaded.clips, loaded.labels, label_names=list(config.labels), unknown_clips=loaded.unknown_clips,
+        backgrounds=loaded.backgrounds, feature_config=config.features, augment_config=config.augment,
+        batch_size=config.train.batch_size, seed=config.train.seed, device_grid=config.device_grid,
+        balanced=config.train.balanced_batches, total_steps=config.train.total_steps,
+    )}
+
+
+class DataCache:
+    """The last LoadedExamples, for runs in one process that share their data settings (a search's trials):
+    the data folder, features, seed (it draws the silence examples), the device grid and fresh unknowns.
+    A run with other settings replaces it. The folder is not watched: a cache lives as long as one search."""
+
+    def __init__(self):
+        self._key, self._loaded = None, None
+
+    @staticmethod
+    def key(config):
+        return (config.data, config.features, config.train.seed, config.device_grid, config.train.fresh_unknowns)
+
+    def get(self, config, *, progress=False):
+        if self._key != self.key(config):
+            self._key, self._loaded = None, None  # the old examples go before the new ones load
+            self._loaded = load_examples(config, progress=progress)
+            self._key = self.key(config)
+        return self._loaded
+
+
+def load_examples(config, *, progress):
+    """LoadedExamples of a RunConfig's data folder.
 
     Validation and the wide test set hold every unknown clip of their speakers, not the original's
     small draw: choosing the best checkpoint on a handful of unknown clips picked early models that
@@ -46,7 +100,7 @@ def load_training_data(config, *, progress):
     every_unknown, wide_clips = features_of(wide_index, "testing")
     testing, _ = features_of(index, "testing", loaded=clips_by_path(wide_index.partitions["testing"], wide_clips))
     del wide_clips  # 0.5 GB on a full-size tree, no longer needed
-    partitions = {"validation": validation, "testing": testing, "testing_every_unknown": every_unknown}
+    evaluation = {"validation": validation, "testing": testing, "testing_every_unknown": every_unknown}
     clips, labels = load_partition(index, "training", features_config, backgrounds=backgrounds, progress=progress)
     if not len(clips):
         raise UserError(f"{config.data.data_dir}: the training partition is empty")
@@ -56,13 +110,8 @@ def load_training_data(config, *, progress):
                                    sample_rate=features_config.sample_rate, length=features_config.desired_samples,
                                    progress=progress, description="loading unknown words",
                                    loaded=clips_by_path(index.partitions["training"], clips))
-    partitions["training"] = TrainingBatches(
-        clips, labels, label_names=list(config.labels), unknown_clips=unknown_clips, backgrounds=backgrounds,
-        feature_config=features_config, augment_config=config.augment, batch_size=config.train.batch_size,
-        seed=config.train.seed, device_grid=config.device_grid, balanced=config.train.balanced_batches,
-        total_steps=config.train.total_steps,
-    )
-    return partitions
+    return LoadedExamples(evaluation=evaluation, clips=clips, labels=labels, unknown_clips=unknown_clips,
+                          backgrounds=backgrounds)
 
 
 def with_every_unknown(index, partition):

@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 
 
 def train(run_dir, *, data_config, feature_config=None, augment_config=None, train_config=None,
-          start_checkpoint=None, summaries_dir=None, progress=True, on_validation=None, timings=None):
+          start_checkpoint=None, summaries_dir=None, progress=True, on_validation=None, timings=None,
+          data_cache=None):
     """Train a model into `run_dir`; resumes if `run_dir` holds checkpoints of the same settings.
 
     Configs left as None take their defaults (the micro_speech recipe's features, the original's
@@ -54,14 +55,15 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
     unpromising trials this way). `timings`, if given, is a dict filled as training goes with the seconds
     spent on each part: load_data, steps (the training steps alone), validation, checkpoints, finish (so
     a run stopped by on_validation still says where its time went). The returned metrics hold the same
-    figures under "seconds".
+    figures under "seconds". `data_cache` (train.data.DataCache): reuse the clips an earlier run in this
+    process loaded with the same data settings (a search's trials).
     """
     timings = {} if timings is None else timings
     config = rundir.RunConfig(data=data_config, **{name: value for name, value in (
         ("features", feature_config), ("augment", augment_config), ("train", train_config)) if value is not None})
     rundir.check_run_dir(run_dir, config)
     started = time.monotonic()
-    data = load_training_data(config, progress=progress)
+    data = load_training_data(config, progress=progress, cache=data_cache)
     timings["load_data"] = time.monotonic() - started
     # Written once the data is known to be usable, so a run that failed on bad
     # data does not pin its settings to the run directory.
