@@ -12,7 +12,7 @@ from microkws.errors import UserError
 from microkws.streaming import RecognizeCommands, StreamingRecognizer, recognize_stream, stream_outputs
 from microkws.streaming.accuracy import streaming_accuracy
 from microkws.streaming.det import det_point
-from microkws.streaming.groundtruth import GroundTruth, match_commands, read_ground_truth
+from microkws.streaming.groundtruth import TIME_TOLERANCE_MS, GroundTruth, match_commands, read_ground_truth
 
 REFERENCE_MODEL = "micro_speech_quantized.tflite"
 REFERENCE_LABELS = ("silence", "unknown", "yes", "no")
@@ -282,10 +282,23 @@ def test_matching_follows_the_original():
     stats = streaming_accuracy(commands, truth, time_tolerance_ms=1500)
     assert (stats.ground_truth, stats.matched, stats.correct, stats.wrong, stats.false_positives) == (4, 3, 2, 3, 1)
     assert stats.summary().startswith("75.0% matched, 50.0% correct, 75.0% wrong, 25.0% false positive")
-    point = det_point(commands, truth, ("_silence_", "_unknown_", "yes", "no"), threshold=0.5, duration_ms=1_800_000)
+    point = det_point(commands, truth, ("_silence_", "_unknown_", "yes", "no"), threshold=0.5, duration_ms=1_800_000,
+                      time_tolerance_ms=1500)
     # keywords said: yes, no, yes; found correctly: yes@1000 and no@5000. Keyword commands not correct: 3.
     assert (point.keywords, point.false_rejects, point.false_accepts) == (3, 1, 3)
     assert point.false_accepts_per_hour == 6.0 and point.false_reject_rate == pytest.approx(1 / 3)
+
+
+def test_default_tolerance_is_the_originals_and_keeps_a_command_with_its_word():
+    """The first word within the tolerance takes the command: at 1,500 ms an "up" said 1.1 s after another
+    word is handed to that word (a false accept and a miss); at the original's 750 ms it is found."""
+    truth = [GroundTruth("_unknown_", 1000), GroundTruth("up", 2100)]
+    labels = ("_silence_", "_unknown_", "up", "down")
+    assert TIME_TOLERANCE_MS == 750
+    assert match_commands([("up", 2000)], truth) == [("correct", 1)]
+    assert match_commands([("up", 2000)], truth, time_tolerance_ms=1500) == [("wrong", 0)]
+    point = det_point([("up", 2000)], truth, labels, threshold=0.5, duration_ms=3_600_000)
+    assert (point.false_rejects, point.false_accepts) == (0, 0)
 
 
 def test_ground_truth_files(tmp_path):

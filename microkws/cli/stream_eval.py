@@ -32,6 +32,7 @@ from microkws.cli._flags import (
     number,
     write_json_output,
 )
+from microkws.streaming.groundtruth import TIME_TOLERANCE_MS
 
 
 def add_arguments(parser):
@@ -39,8 +40,9 @@ def add_arguments(parser):
     parser.add_argument("wav", metavar="LONG.wav", help="the recording")
     parser.add_argument("ground_truth", metavar="LABELS.txt", help="its ground truth: word,time_ms per line")
     add_recognition_arguments(parser)
-    add_flag(parser, "--time_tolerance_ms", type=number(0, 60_000, whole=True), default=1500, metavar="MS",
-             help="how far a command may be from the word it matches (default: %(default)s)")
+    add_flag(parser, "--time_tolerance_ms", type=number(0, 60_000, whole=True), default=TIME_TOLERANCE_MS,
+             metavar="MS", help="how far a command may be from the start of the word it matches (default: "
+                                "%(default)s, the original's)")
     add_flag(parser, "--det", metavar="OUT_PREFIX", help="write OUT_PREFIX.csv and OUT_PREFIX.png: the DET curve")
     add_json_argument(parser, "the report, with every command,")
     add_flag(parser, "--show_commands", action="store_true", help="print every command and its outcome")

@@ -19,7 +19,7 @@ from microkws.audio import read_audio, to_int16
 from microkws.dataset.labels import SILENCE_LABEL, label_role
 from microkws.errors import UserError
 from microkws.streaming.det import DET_THRESHOLDS, det_point
-from microkws.streaming.groundtruth import match_commands, read_ground_truth
+from microkws.streaming.groundtruth import TIME_TOLERANCE_MS, match_commands, read_ground_truth
 from microkws.streaming.recognize import DEVICE_SETTINGS, recognize_stream
 from microkws.streaming.stream import stream_outputs
 
@@ -49,7 +49,7 @@ class StreamingStats:
         return asdict(self)
 
 
-def streaming_accuracy(commands, ground_truth, *, time_tolerance_ms=1500):
+def streaming_accuracy(commands, ground_truth, *, time_tolerance_ms=TIME_TOLERANCE_MS):
     """StreamingStats of (label, time_ms) commands, silence commands already left out (as the original did)."""
     outcomes = match_commands(commands, ground_truth, time_tolerance_ms=time_tolerance_ms)
     kinds = [kind for kind, _ in outcomes]
@@ -66,7 +66,7 @@ def evaluate_stream(model, audio_path, labels_path, *, clip_stride_ms=20,
                     average_window_duration_ms=DEVICE_SETTINGS.average_window_duration_ms,
                     detection_threshold=DEVICE_SETTINGS.detection_threshold,
                     suppression_ms=DEVICE_SETTINGS.suppression_ms, minimum_count=DEVICE_SETTINGS.minimum_count,
-                    time_tolerance_ms=1500, thresholds=DET_THRESHOLDS, progress=False):
+                    time_tolerance_ms=TIME_TOLERANCE_MS, thresholds=DET_THRESHOLDS, progress=False):
     """Run `model` (a KeywordModel) over a long recording and score its commands against the ground truth.
 
     detection_threshold and thresholds are probabilities (0..1); for a quantised model they become the

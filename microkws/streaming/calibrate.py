@@ -53,6 +53,7 @@ from microkws.errors import UserError
 from microkws.files import write_json
 from microkws.inference import load_model
 from microkws.streaming.det import DetPoint, det_point
+from microkws.streaming.groundtruth import TIME_TOLERANCE_MS
 from microkws.streaming.recognize import DEVICE_SETTINGS, DetectionSettings
 from microkws.streaming.recognize_vectorized import average_stream
 from microkws.streaming.stream import stream_outputs
@@ -186,7 +187,7 @@ def validation_stream(run_dir, *, stream_seconds=STREAM_SECONDS, data_dir=None, 
 
 
 def sweep(model, times_ms, outputs, truth, *, duration_ms, thresholds=THRESHOLDS, windows=AVERAGE_WINDOWS_MS,
-          counts=MINIMUM_COUNTS, suppression_ms=DEVICE_SETTINGS.suppression_ms, time_tolerance_ms=1500,
+          counts=MINIMUM_COUNTS, suppression_ms=DEVICE_SETTINGS.suppression_ms, time_tolerance_ms=TIME_TOLERANCE_MS,
           progress=False):
     """[SweptSetting] of every window x count x threshold (a probability) on a stream's outputs.
 

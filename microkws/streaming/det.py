@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 
 from microkws.dataset.labels import keyword_indices, label_role
 from microkws.files import write_bytes, write_text
-from microkws.streaming.groundtruth import match_commands
+from microkws.streaming.groundtruth import TIME_TOLERANCE_MS, match_commands
 
 
 DET_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20)) + (0.98, 0.99)
@@ -55,7 +55,8 @@ class DetPoint:
         return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
-def det_point(commands, ground_truth, labels, *, threshold, duration_ms, time_tolerance_ms=1500):
+def det_point(commands, ground_truth, labels, *, threshold, duration_ms,
+              time_tolerance_ms=TIME_TOLERANCE_MS):
     """DetPoint of the (label, time_ms) commands found at `threshold`; only keyword commands count."""
     keywords = {label_role(labels[i]) for i in keyword_indices(labels)}
     spotted = [(label, time) for label, time in commands if label_role(label) in keywords]
