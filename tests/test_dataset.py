@@ -311,3 +311,33 @@ def test_augment_lead_carries_each_rows_own_background_back_for_a_uniform_share(
     np.testing.assert_array_equal(plain, again)
     with pytest.raises(UserError, match="frontend_warmup_ms"):
         AugmentConfig(frontend_warmup_ms=-1)
+
+
+def test_change_speed_plays_faster_about_the_centre():
+    """speed_perturbation: a tone played 1.25 times as fast has 1.25 times its frequency and keeps the
+    clip's length; its centre stays put, and what it ran out of is zeros."""
+    from microkws.dataset.augment import change_speed
+
+    rate, length = 16000, 16000
+    tone = np.sin(2 * np.pi * 400 * np.arange(length) / rate).astype(np.float32)
+    faster = change_speed(tone, 1.25)
+    assert faster.shape == tone.shape and faster.dtype == np.float32
+    spectrum = np.abs(np.fft.rfft(faster))
+    assert abs(np.argmax(spectrum) * rate / length - 500) <= 1
+    assert np.all(faster[:1000] == 0) and np.all(faster[-1000:] == 0)  # 1.25x covers 12,800 samples
+    slower = change_speed(tone, 0.8)
+    assert abs(np.argmax(np.abs(np.fft.rfft(slower))) * rate / length - 320) <= 1 and np.all(slower[:100] != 0)
+    np.testing.assert_array_equal(change_speed(tone, 1.0), tone)
+
+
+def test_augment_speed_perturbation_is_drawn_only_when_asked():
+    clips = np.tile(np.sin(np.linspace(0, 300, 1600, dtype=np.float32)), (50, 1))
+    config = AugmentConfig(time_shift_ms=0, background_frequency=0)
+    plain = augment(clips, np.zeros(50, bool), [], config, sample_rate=16000, rng=np.random.default_rng(3))
+    np.testing.assert_array_equal(plain, clips)
+    varied = augment(clips, np.zeros(50, bool), [], AugmentConfig(time_shift_ms=0, background_frequency=0,
+                                                                  speed_perturbation=0.1),
+                     sample_rate=16000, rng=np.random.default_rng(3))
+    assert len({row.tobytes() for row in varied}) == 50
+    with pytest.raises(UserError, match="speed_perturbation"):
+        AugmentConfig(speed_perturbation=0.6)

@@ -245,6 +245,8 @@ def add_augment_arguments(parser, *, defaults=True):
     add_setting(group, AugmentConfig, "frontend_warmup_ms", type=number(), metavar="MS", defaults=defaults,
                 help="micro features: the frontend first hears MS of each example's background noise, as a "
                      "listening device has (0: a fresh frontend per clip, as the original)")
+    add_setting(group, AugmentConfig, "speed_perturbation", type=number(), metavar="S", defaults=defaults,
+                help="play each word clip at a random speed in [1-S, 1+S], pitch and tempo together (0: off)")
     return group
 
 
