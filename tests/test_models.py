@@ -265,6 +265,31 @@ def test_svdf_matches_the_original_formulation():
     np.testing.assert_allclose(svdf(x, training=False), expected, rtol=1e-4, atol=1e-3)
 
 
+def test_fused_batch_norm_trains_as_keras_batch_norm_does():
+    """FusedBatchNormalization: in training the same outputs, gradients and moving statistics as Keras'
+    own layer (TensorFlow's fused kernel instead of separate moments), in inference Keras' own call."""
+    from microkws.models._common import FusedBatchNormalization
+
+    x = tf.constant(np.random.default_rng(0).normal(1.0, 3.0, size=(8, 5, 4, 3)), tf.float32)
+    results = []
+    for layer in (keras.layers.BatchNormalization(), FusedBatchNormalization()):
+        layer.build(x.shape)
+        layer.gamma.assign([1.5, 0.5, 2.0])
+        layer.beta.assign([0.1, -0.2, 0.3])
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * y * tf.range(3, dtype=tf.float32))
+        gradients = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        results.append([y, *gradients, layer.moving_mean, layer.moving_variance, layer(x, training=False)])
+    for keras_value, fused_value in zip(*results):
+        np.testing.assert_allclose(np.asarray(fused_value), np.asarray(keras_value), rtol=2e-5, atol=2e-5)
+    assert not np.allclose(np.asarray(results[1][4]), 0.0)  # the moving statistics moved
+    model = build_model("ds_cnn", input_shape=MICRO, label_count=4)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(isinstance(layer, FusedBatchNormalization) for layer in norms)
+
+
 def test_saved_model_round_trip(tmp_path):
     # StaticReshape is a registered custom layer: a saved model loads with plain Keras.
     model = build_model("tiny_conv", input_shape=MICRO, label_count=4)

@@ -27,6 +27,39 @@ class StaticReshape(keras.layers.Reshape):
         return keras.ops.reshape(inputs, (-1, *self.target_shape))
 
 
+@keras.saving.register_keras_serializable(package="microkws")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` whose training steps run TensorFlow's fused kernel.
+
+    Why: Keras 3 computes a training batch's moments and its normalisation as separate ops, several
+    passes over memory and as many in the gradient; TensorFlow's FusedBatchNormV3 (oneDNN on these CPUs)
+    makes one pass and has a fused gradient. On 2 cores, batch norm + ReLU forward and backward on a
+    [100, 25, 20, 64] batch (ds_cnn's blocks) took 15.4 ms unfused and 8.8 ms fused. The same statistics:
+    the fused kernel's variance is the unbiased one, so it is scaled back to Keras's. Inference (and any
+    case the fused kernel does not cover) is Keras's own call, so the model converts exactly as before.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable and mask is None and not self.renorm and self.scale and self.center
+                and len(inputs.shape) == 4 and list(self._reduction_axes) == [0, 1, 2]
+                and inputs.dtype == "float32" and keras.backend.backend() == "tensorflow"):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            inputs, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)
+        count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), variance.dtype)
+        variance = variance * (count - 1) / count
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        return outputs
+
+
+def batch_norm(name):
+    """The batch normalisation every builder uses (folded into the convolution before it at export)."""
+    return FusedBatchNormalization(name=name)
+
+
 def fingerprint_input(*, input_shape, label_count, dropout_rate):
     """Check the common builder arguments; return the flat input and the
     fingerprint reshaped to [batch, frames, bins, 1].

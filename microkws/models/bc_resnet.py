@@ -24,7 +24,7 @@ CONV_2D, DEPTHWISE_CONV_2D, AVERAGE_POOL_2D, ADD, RESHAPE, FULLY_CONNECTED (and 
 from microkws._tensorflow import keras
 
 from microkws.models.configs import BcResNetConfig
-from microkws.models._common import check_config, fingerprint_input, flatten
+from microkws.models._common import batch_norm, check_config, fingerprint_input, flatten
 
 
 def build(*, input_shape, label_count, dropout_rate=0.1, config=BcResNetConfig()):
@@ -40,7 +40,7 @@ def build(*, input_shape, label_count, dropout_rate=0.1, config=BcResNetConfig()
             x = _block(x, filters, stride if block == 0 else 1, dilation, dropout_rate, transition, name)
     # The head's depthwise kernel spans every remaining frequency bin: one column per frame.
     x = keras.layers.DepthwiseConv2D((1, x.shape[2]), padding="valid", use_bias=False, name="head_depthwise")(x)
-    x = keras.layers.BatchNormalization(name="head_depthwise_bn")(x)
+    x = batch_norm("head_depthwise_bn")(x)
     x = _conv_bn_relu(x, config.head_filters, (1, 1), (1, 1), "head_pointwise")
     x = keras.layers.AveragePooling2D(pool_size=x.shape[1:3], name="average_pool")(x)
     x = flatten(x, name="flatten")
@@ -55,11 +55,11 @@ def _block(x, filters, stride, dilation, dropout_rate, transition, name):
         # depthwise kernel cannot train with unequal strides.
         x = _conv_bn_relu(x, filters, (1, 1), (1, stride), f"{name}_transition")
     f2 = keras.layers.DepthwiseConv2D((1, 3), padding="same", use_bias=False, name=f"{name}_frequency")(x)
-    f2 = keras.layers.BatchNormalization(name=f"{name}_frequency_bn")(f2)
+    f2 = batch_norm(f"{name}_frequency_bn")(f2)
     f1 = keras.layers.AveragePooling2D(pool_size=(1, f2.shape[2]), name=f"{name}_frequency_average")(f2)
     f1 = keras.layers.DepthwiseConv2D((3, 1), dilation_rate=(dilation, 1), padding="same", use_bias=False,
                                       name=f"{name}_temporal")(f1)
-    f1 = keras.layers.BatchNormalization(name=f"{name}_temporal_bn")(f1)
+    f1 = batch_norm(f"{name}_temporal_bn")(f1)
     f1 = keras.layers.ReLU(name=f"{name}_temporal_relu")(f1)
     f1 = keras.layers.Conv2D(filters, (1, 1), use_bias=False, name=f"{name}_pointwise")(f1)
     f1 = keras.layers.Dropout(dropout_rate, name=f"{name}_dropout")(f1)
@@ -70,5 +70,5 @@ def _block(x, filters, stride, dilation, dropout_rate, transition, name):
 
 def _conv_bn_relu(x, filters, kernel, strides, name):
     x = keras.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=name)(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = batch_norm(f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)

@@ -26,7 +26,7 @@ The parameter count does not depend on the input size: for 4 labels it is
 from microkws._tensorflow import keras
 
 from microkws.models.configs import DsCnnConfig
-from microkws.models._common import check_config, fingerprint_input, flatten
+from microkws.models._common import batch_norm, check_config, fingerprint_input, flatten
 
 
 def build(*, input_shape, label_count, dropout_rate=0.4, config=DsCnnConfig()):
@@ -74,7 +74,7 @@ def build(*, input_shape, label_count, dropout_rate=0.4, config=DsCnnConfig()):
 
 
 def _bn_relu(x, name):
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = batch_norm(f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 

@@ -16,7 +16,7 @@ AVERAGE_POOL_2D, RESHAPE, FULLY_CONNECTED (batch norms fold into the convolution
 from microkws._tensorflow import keras
 
 from microkws.models.configs import TcResNetConfig
-from microkws.models._common import StaticReshape, check_config, fingerprint_input, flatten
+from microkws.models._common import StaticReshape, batch_norm, check_config, fingerprint_input, flatten
 
 
 def build(*, input_shape, label_count, dropout_rate=0.1, config=TcResNetConfig()):
@@ -40,7 +40,7 @@ def _block(x, filters, kernel, separable, name):
     shortcut = x
     if x.shape[-1] != filters:  # the block halves the frames, so the shortcut strides too
         shortcut = keras.layers.Conv2D(filters, (1, 1), strides=(2, 1), use_bias=False, name=f"{name}_shortcut")(x)
-        shortcut = keras.layers.BatchNormalization(name=f"{name}_shortcut_bn")(shortcut)
+        shortcut = batch_norm(f"{name}_shortcut_bn")(shortcut)
         shortcut = keras.layers.ReLU(name=f"{name}_shortcut_relu")(shortcut)
     else:
         shortcut = keras.layers.AveragePooling2D((2, 1), strides=(2, 1), padding="same", name=f"{name}_pool")(x)
@@ -57,9 +57,9 @@ def _temporal(x, filters, kernel, stride, separable, name):
         # The 1x1 strides, not the depthwise: TensorFlow's CPU depthwise kernel cannot train with unequal
         # strides. The result is the same; the depthwise computes the skipped frames too (a few hundred MACs).
         x = keras.layers.DepthwiseConv2D((kernel, 1), padding="same", use_bias=False, name=f"{name}_depthwise")(x)
-        x = keras.layers.BatchNormalization(name=f"{name}_depthwise_bn")(x)
+        x = batch_norm(f"{name}_depthwise_bn")(x)
         x = keras.layers.Conv2D(filters, (1, 1), strides=(stride, 1), use_bias=False, name=f"{name}_pointwise")(x)
     else:
         x = keras.layers.Conv2D(filters, (kernel, 1), strides=(stride, 1), padding="same", use_bias=False,
                                 name=name)(x)
-    return keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return batch_norm(f"{name}_bn")(x)
