@@ -11,7 +11,6 @@ issue 12's baseline (ds_cnn at about 550 ms a step; target: 3 times its MACs per
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -20,26 +19,14 @@ BASELINE_MS, BASELINE_MACS = 550.0, 10_624_256
 
 
 def floor_ms(model, config, steps):
-    """ms per step of `model`'s compiled training steps on random ready-made batches."""
-    import numpy as np
-
-    from microkws.train.loop import STEPS_PER_CALL
+    """ms per step of `model`'s compiled training steps on random ready-made batches (bench/train.py's floor)."""
+    from microkws.features import FeatureConfig
     from microkws.train.steps import make_optimizer, make_train_steps
+    from train import compiled_floor_ms, ready_batches
 
-    inputs = int(np.prod(model.inputs[0].shape[1:]))
     train_steps = make_train_steps(model, make_optimizer(config), quantize=True,
                                    label_smoothing=config.label_smoothing)
-    rng = np.random.default_rng(0)
-    chunk = (rng.uniform(0, 26, size=(STEPS_PER_CALL, 100, inputs)).astype(np.float32),
-             rng.integers(4, size=(STEPS_PER_CALL, 100)).astype(np.int64),
-             np.full(STEPS_PER_CALL, 0.001, np.float32))
-    train_steps(*chunk)[0].numpy()  # compile and warm up
-    calls = max(1, steps // STEPS_PER_CALL)
-    started = time.monotonic()
-    for _ in range(calls):
-        losses, _ = train_steps(*chunk)
-    losses.numpy()
-    return 1000 * (time.monotonic() - started) / (calls * STEPS_PER_CALL)
+    return compiled_floor_ms(train_steps, ready_batches(FeatureConfig().fingerprint_size), steps)
 
 
 def unfused(model):
