@@ -23,8 +23,10 @@ from microkws.features.micro import micro_features
 from microkws.metrics import softmax
 from microkws.train import rundir
 
-RUNTIMES = ("tflm", "tflite")
-"""How a .tflite runs: TFLite Micro's kernels (the device's) or tf.lite's (reference kernels for integer models)."""
+RUNTIMES = ("tflm", "tflite", "tflite_optimized")
+"""How a .tflite runs: TFLite Micro's kernels (the device's), tf.lite's (reference kernels for integer models),
+or tf.lite's optimised kernels (10-15x faster than TFLM's, within a few steps of 255 of them: see
+microkws.export.interpreters)."""
 
 
 MODEL_KINDS = ("keras", "tflite")
@@ -45,7 +47,7 @@ class KeywordModel:
         self.labels = tuple(labels)
         self.feature_config = feature_config
         self.runtime = runtime
-        """"keras", "tflm" or "tflite"."""
+        """"keras" or one of RUNTIMES."""
         self.run_dir = run_dir
         self._device_grid = device_grid
         self._backend = backend
@@ -130,7 +132,8 @@ def load_model(model, *, labels=None, feature_config=None, runtime="tflm", prefe
     Otherwise `labels` (output names in order, e.g. ("silence", "unknown", "yes", "no")), else a
     labels.txt beside the model, name the outputs and `feature_config` (default: micro_speech's)
     describes the features. `labels` given with a run replace the run's.
-    runtime: for .tflite files, "tflm" (TFLite Micro's kernels, as the device) or "tflite".
+    runtime: for .tflite files, "tflm" (TFLite Micro's kernels, as the device), "tflite" (tf.lite's reference
+    kernels) or "tflite_optimized" (tf.lite's optimised kernels, for long streams).
     """
     if runtime not in RUNTIMES:
         raise UserError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
@@ -252,9 +255,11 @@ class _TfliteBackend:
         if runtime == "tflm":
             self._run = TflmModel(model_bytes, arena_size=GENEROUS_ARENA, source=path, workers=os.cpu_count() or 1).run
         else:
-            from microkws.export.interpreters import float_interpreter, reference_interpreter, run_interpreter
+            from microkws.export.interpreters import (float_interpreter, optimized_interpreter,
+                                                      reference_interpreter, run_interpreter)
 
-            make = float_interpreter if tensor_in.dtype == "float32" else reference_interpreter
+            make = reference_interpreter if runtime == "tflite" else optimized_interpreter
+            make = float_interpreter if tensor_in.dtype == "float32" else make
             interpreter = make(model_bytes, source=path)
             self._run = lambda inputs: run_interpreter(interpreter, inputs)
 

@@ -33,10 +33,11 @@ def train_and_export(run_dir, *, export=True, calibrate=False, false_accepts_per
                      budget=None, progress=True, **train_options):
     """Train into `run_dir` (microkws.train.train's options), then export and verify the best model.
 
-    Returns train's metrics, whose "seconds" also hold export_verify and calibrate; with `export`, metrics["export"] holds the files and device report. With
-    `export` and `calibrate` (as `microkws train` does), the detection settings are then chosen on 20 minutes
-    of validation speakers (microkws.streaming.calibrate, 2 minutes for tiny_conv): detection.json,
-    and metrics["detection"]. Missing `false_accepts_per_hour` there is a warning, not an error.
+    Returns train's metrics, whose "seconds" also hold export_verify and calibrate; with `export`,
+    metrics["export"] holds the files and device report. With `export` and `calibrate` (as `microkws train`
+    does), the detection settings are then chosen on an hour of validation speakers
+    (microkws.streaming.calibrate, about a minute for tiny_conv): detection.json, and metrics["detection"].
+    Missing `false_accepts_per_hour` there is a warning, not an error.
     `budget` (device.Targets): refuse, before training, a model whose int8 conversion would not fit it.
     """
     if budget is not None:

@@ -48,10 +48,10 @@ def run_dir(sample_dir, testvectors, tmp_path_factory):
 def stream(run_dir):
     """The calibration's stream of the run (validation speakers, the run's seed) and the model's outputs."""
     from microkws.inference import load_model
-    from microkws.streaming.calibrate import validation_stream
+    from microkws.streaming.calibrate import RUNTIME, validation_stream
     from microkws.streaming.stream import stream_outputs
 
-    model = load_model(run_dir, prefer="tflite")
+    model = load_model(run_dir, prefer="tflite", runtime=RUNTIME)  # the kernels the calibration runs on
     audio, truth, summary = validation_stream(run_dir, stream_seconds=STREAM_SECONDS)
     times, outputs = stream_outputs(model, audio)
     return model, truth, times, outputs, 1000 * len(audio) / 16000
@@ -153,6 +153,43 @@ def test_detection_json_and_the_device_report(calibration, run_dir):
     assert report["model_bytes"] == 18712 and report["detection"]["detection_threshold"] == settings.detection_threshold
     assert report["detection"]["met"] is True
     assert read_detection(run_dir)[0] == settings
+
+
+def test_the_stream_runs_on_fast_kernels_checked_against_tflm(calibration, stream, run_dir):
+    """detection.json says which kernels gave the outputs and how they compared with TFLM's on spread windows."""
+    from microkws.inference import load_model
+    from microkws.streaming.calibrate import AGREEMENT_WINDOWS, MAX_KERNEL_DIFFERENCE, validation_stream
+    from microkws.streaming.stream import run_windows, stream_windows
+
+    model, _, times, outputs, _ = stream
+    kernels = json.loads((run_dir / "detection.json").read_text())["stream"]["kernels"]
+    assert kernels["runtime"] == "tflite_optimized" == model.runtime
+    check = kernels["checked_on_tflm"]
+    assert check["windows"] == min(AGREEMENT_WINDOWS, len(times))
+    assert check["max_difference"] <= MAX_KERNEL_DIFFERENCE
+    rows = np.unique(np.linspace(0, len(times) - 1, check["windows"]).astype(int))
+    device = load_model(run_dir, prefer="tflite", runtime="tflm")
+    audio, _, _ = validation_stream(run_dir, stream_seconds=STREAM_SECONDS)
+    on_device = run_windows(device, stream_windows(device, audio), rows=rows)
+    worst = np.abs(on_device.astype(int) - outputs[rows].astype(int)).max(axis=1)
+    assert check == {"windows": len(rows), "identical": round(float(np.mean(worst == 0)), 4),
+                     "max_difference": int(worst.max())}
+
+
+def test_kernels_that_differ_too_much_give_way_to_tflm(run_dir, tmp_path, monkeypatch):
+    """A check that finds more than MAX_KERNEL_DIFFERENCE runs every window on TFLM: the same outputs, figures
+    and choice as `runtime="tflm"` from the start."""
+    import microkws.streaming.calibrate as calibrate
+
+    copies = [shutil.copytree(run_dir, tmp_path / name) for name in ("exact", "fallback")]
+    exact = calibrate.calibrate_run(copies[0], false_accepts_per_hour=500, stream_seconds=STREAM_SECONDS,
+                                    runtime="tflm")
+    monkeypatch.setattr(calibrate, "MAX_KERNEL_DIFFERENCE", -1)  # any check fails
+    fallback = calibrate.calibrate_run(copies[1], false_accepts_per_hour=500, stream_seconds=STREAM_SECONDS)
+    kernels = [json.loads((copy / "detection.json").read_text())["stream"]["kernels"] for copy in copies]
+    assert kernels[0] == {"runtime": "tflm"} and kernels[1]["runtime"] == "tflm"
+    assert kernels[1]["checked_on_tflm"]["windows"] > 0
+    assert fallback.chosen == exact.chosen and fallback.det == exact.det
 
 
 def test_an_impossible_target_names_the_best_reachable(stream, run_dir, tmp_path):

@@ -153,9 +153,9 @@ def test_broken_references_are_named(reference, edit, message):
 def test_a_model_tflite_refuses_is_one_line_naming_the_file():
     # verify's bit-equality check and `evaluate --runtime tflite` open models with tf.lite's interpreter,
     # whose C++ wrapper raises ValueError / RuntimeError for what it refuses.
-    from microkws.export.interpreters import float_interpreter, reference_interpreter
+    from microkws.export.interpreters import float_interpreter, optimized_interpreter, reference_interpreter
 
-    for make in (reference_interpreter, float_interpreter):
+    for make in (reference_interpreter, optimized_interpreter, float_interpreter):
         with pytest.raises(UserError, match=r"^crafted.tflite: TFLite's interpreter cannot run it \(.+\)$"):
             make(b"\0" * 64, source="crafted.tflite")
 

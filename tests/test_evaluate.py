@@ -135,6 +135,23 @@ def test_tflite_runtime_equals_tflm(archive_layout, testvectors):
     assert reports[0]["files"] == reports[1]["files"]
 
 
+def test_optimised_kernels_are_near_tflm(archive_layout, testvectors):
+    """tf.lite's optimised kernels (the streaming calibration's): within a few steps of TFLM's outputs."""
+    from microkws.evaluate import evaluate
+    from microkws.inference import load_model
+    from microkws.streaming.calibrate import MAX_KERNEL_DIFFERENCE
+
+    models = [load_model(testvectors / REFERENCE_MODEL, labels=REFERENCE_LABELS, runtime=runtime)
+              for runtime in ("tflm", "tflite_optimized")]
+    assert models[1].runtime == "tflite_optimized"
+    clips = np.random.default_rng(0).integers(-3000, 3000, (40, 16000)).astype(np.int16)
+    inputs = models[0].encode_clips(clips)
+    outputs = [model.run(inputs).astype(int) for model in models]
+    assert outputs[0].shape == outputs[1].shape and np.abs(outputs[0] - outputs[1]).max() <= MAX_KERNEL_DIFFERENCE
+    report = evaluate(models[1], archive_layout, split="all", per_file=True)
+    assert report["runtime"] == "tflite_optimized" and report["files"]
+
+
 def test_run_directory_models(run_dir, sample_dir, tmp_path):
     from microkws.dataset import DataConfig, index_dataset, load_partition
     from microkws.evaluate import evaluate, partition_clips

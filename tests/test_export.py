@@ -346,6 +346,7 @@ def test_tensorflow_apis_used_outside_the_public_surface_are_still_there():
 
     assert callable(audio_microfrontend_op.audio_microfrontend)
     assert hasattr(tf.lite.experimental.OpResolverType, "BUILTIN_REF")
+    assert hasattr(tf.lite.experimental.OpResolverType, "BUILTIN_WITHOUT_DEFAULT_DELEGATES")
     assert hasattr(tf.lite, "Interpreter")
     import flatbuffers
 

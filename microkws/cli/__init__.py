@@ -27,7 +27,7 @@ COMMANDS = {
     "stream-test-wav": ("stream_test_wav", "make a long test recording and its labels (generate_streaming_test_wav)"),
     "stream-eval": ("stream_eval", "streaming accuracy on a long recording, false accepts/rejects, DET curve"),
     "listen": ("listen", "spot keywords live from the microphone, or from a file at real-time pace"),
-    "calibrate": ("calibrate", "choose a run's detection threshold on 20 minutes of validation speakers"),
+    "calibrate": ("calibrate", "choose a run's detection threshold on an hour of validation speakers"),
     "report": ("report", "draw a run's report.png: curves, confusion matrices, recall, DET curve, budget"),
     "search": ("search", "find the best model for a board's flash, RAM and compute budget (Optuna)"),
 }

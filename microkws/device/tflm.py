@@ -1,7 +1,7 @@
 """TensorFlow Lite Micro's own interpreter and kernels (the `tflite-micro` package), as the device runs them.
 
 `TflmModel` runs a one-input, one-output model row by row (many rows on every core: the kernels are
-single-threaded, and a 20-minute stream is 60,000 windows); `smallest_arena` finds the smallest tensor
+single-threaded, and an hour of stream is 180,000 windows); `smallest_arena` finds the smallest tensor
 arena it loads and runs with. The Python runtime can crash, not raise, when an arena is too small for
 its own bookkeeping, so each size is tried in a worker process. TFLM's kernels also trust the model:
 an op wired to a tensor of the wrong shape can kill the process (SIGSEGV, SIGFPE) even after the

@@ -87,6 +87,26 @@ class _Windowing:
 def stream_outputs(model, audio, *, clip_stride_ms=20, progress=False):
     """(start_ms int64 [n], outputs [n, labels]) of `model` (a KeywordModel) run every `clip_stride_ms`
     over int16 `audio` [samples], with the frontend running continuously (see the module docstring)."""
+    windows = stream_windows(model, audio, clip_stride_ms=clip_stride_ms)
+    return windows.start_ms, run_windows(model, windows, progress=progress)
+
+
+@dataclass(frozen=True)
+class StreamWindows:
+    """The model inputs of a stream's windows, made on demand (an hour is 180,000 windows)."""
+
+    start_ms: np.ndarray
+    """Start of each window's clip, int64 [n]."""
+    inputs: object
+    """inputs(rows) -> the model inputs [len(rows), size] of the windows `rows` (an index array)."""
+
+    def __len__(self):
+        return len(self.start_ms)
+
+
+def stream_windows(model, audio, *, clip_stride_ms=20):
+    """StreamWindows of `model` (a KeywordModel) every `clip_stride_ms` over int16 `audio` [samples]: the
+    continuous frontend runs once, here; each window's inputs are encoded when asked for."""
     audio = _as_int16(audio)
     windowing = _Windowing(model.feature_config, clip_stride_ms)
     windowing.check_length(len(audio))
@@ -108,16 +128,22 @@ def stream_outputs(model, audio, *, clip_stride_ms=20, progress=False):
         def inputs(rows):
             return model.encode_clips(audio[starts[rows, None] + offsets])
 
+    start_ms = np.asarray([windowing.ms(i * windowing.stride_samples) for i in range(n)], dtype=np.int64)
+    return StreamWindows(start_ms=start_ms, inputs=inputs)
+
+
+def run_windows(model, windows, *, rows=None, progress=False):
+    """`model`'s outputs [len(rows), labels] on the StreamWindows `rows` (default: all), in batches."""
     from tqdm.auto import tqdm
 
+    rows = np.arange(len(windows)) if rows is None else np.asarray(rows)
     outputs = []
-    with tqdm(total=n, disable=not progress, desc="running the model", unit="window", leave=False) as bar:
-        for begin in range(0, n, _BATCH_WINDOWS):
-            rows = np.arange(begin, min(n, begin + _BATCH_WINDOWS))
-            outputs.append(model.run(inputs(rows)))
-            bar.update(len(rows))
-    start_ms = np.asarray([windowing.ms(i * windowing.stride_samples) for i in range(n)], dtype=np.int64)
-    return start_ms, np.concatenate(outputs)
+    with tqdm(total=len(rows), disable=not progress, desc="running the model", unit="window", leave=False) as bar:
+        for begin in range(0, len(rows), _BATCH_WINDOWS):
+            batch = rows[begin:begin + _BATCH_WINDOWS]
+            outputs.append(model.run(windows.inputs(batch)))
+            bar.update(len(batch))
+    return np.concatenate(outputs) if outputs else model.run(windows.inputs(rows))
 
 
 class StreamingRecognizer:
