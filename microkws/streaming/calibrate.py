@@ -204,8 +204,8 @@ def check_on_tflm(run_dir, model, windows, outputs, *, progress=False):
     A model already on TFLM's kernels passes through. Otherwise AGREEMENT_WINDOWS windows spread over the
     stream run again on TFLM's; if any output differs by more than MAX_KERNEL_DIFFERENCE steps, or more than
     MAX_WINDOWS_DIFFERING of the windows differ at all, every window runs on TFLM's and that model and its
-    outputs come back. `kernels` says which kernels gave the outputs
-    and what the check found (detection.json's stream.kernels).
+    outputs come back. `kernels` says which kernels gave the outputs and what the check found
+    (detection.json's stream.kernels).
     """
     if model.runtime == "tflm":
         return model, outputs, {"runtime": "tflm"}
