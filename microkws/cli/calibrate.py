@@ -1,14 +1,15 @@
 """Choose a run's detection settings on a long stream of its validation speakers (what `train` does last).
 
-  microkws calibrate RUN_DIR [--false_accepts_per_hour 2] [--stream_seconds 3600] [--runtime tflm] [--data_dir DIR]
+  microkws calibrate RUN_DIR [--false_accepts_per_hour 2] [--stream_seconds 3600] [--runtime tflm]
+                     [--data_dir DIR]
 
 Builds a stream of validation-split words over background noise (as `stream-test-wav` does, seeded
 by the run's seed), runs the run's int8 model.tflite over it as the device does (every 20 ms, the
 continuous frontend; on tf.lite's optimised integer kernels, checked against TFLite Micro's on 2,048 of
-the windows, or on TFLite Micro's throughout with --runtime tflm), and sweeps RecognizeCommands' detection threshold,
-averaging window and minimum count. It keeps the setting that misses the fewest keywords within
---false_accepts_per_hour, writes it to RUN_DIR/detection.json (thresholds as probabilities) and
-device_report.json, and logs it. `stream-eval RUN_DIR` and `listen RUN_DIR` then use it.
+the windows, or on TFLite Micro's throughout with --runtime tflm), and sweeps RecognizeCommands'
+detection threshold, averaging window and minimum count. It keeps the setting that misses the fewest
+keywords within --false_accepts_per_hour, writes it to RUN_DIR/detection.json (thresholds as
+probabilities) and device_report.json, and logs it. `stream-eval RUN_DIR` and `listen RUN_DIR` then use it.
 
 For a run trained before calibration existed, or with `train --calibrate 0`. When no setting meets
 the target, the error names the best reachable false accepts per hour and nothing is written.
