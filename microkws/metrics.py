@@ -80,10 +80,13 @@ FALSE_ACCEPT_RATES = (0.02, 0.05, 0.10, 0.20)
 def keyword_recall(probabilities, truth, labels, rates=FALSE_ACCEPT_RATES):
     """Keyword recall at fixed false-accept rates: the threshold sweep a device's detector makes.
 
-    A clip fires when its best keyword score reaches the threshold t; a keyword clip counts as
-    detected when it fires with its own word. For each rate r, t is the lowest score at which at
-    most r of the unknown-word clips fire. Two models compared at equal false accepts, unlike
-    argmax accuracy, do not reward one for merely leaning towards "unknown".
+    A clip fires as a device's RecognizeCommands would: its top label over ALL labels, when that is a
+    keyword and its score reaches the threshold t (a clip whose top label is "unknown" or silence never
+    fires, however high its keyword scores). A keyword clip counts as detected when it fires with its
+    own word. For each rate r, t is the lowest score at which at most r of the unknown-word clips fire.
+    Two models compared at equal false accepts, unlike argmax accuracy, do not reward one for merely
+    leaning towards "unknown"; and a checkpoint that scores keywords well but calls them "unknown"
+    (which a device never reports) is not rewarded either.
 
     probabilities: [n, labels] scores; truth: [n] label indices. Returns a list of
     {"false_accept_rate": r, "threshold", "measured_false_accepts", "recall"}, empty without
@@ -95,14 +98,16 @@ def keyword_recall(probabilities, truth, labels, rates=FALSE_ACCEPT_RATES):
     roles = [label_role(label) for label in labels]
     if not keywords or UNKNOWN_LABEL not in roles or not len(truth):
         return []
-    scores = probabilities[:, keywords].max(axis=1)
-    fired_word = np.asarray(keywords)[probabilities[:, keywords].argmax(axis=1)]
+    top = probabilities.argmax(axis=1)
+    fires = np.isin(top, keywords)
+    scores = np.where(fires, probabilities[np.arange(len(top)), top], -1.0)  # -1: below every threshold
     unknown = scores[truth == roles.index(UNKNOWN_LABEL)]
     is_keyword = np.isin(truth, keywords)
     if not len(unknown) or not is_keyword.any():
         return []
-    candidates = np.unique(scores)
-    candidates = np.append(candidates, candidates[-1] + 1e-6)  # above every score: nothing fires
+    candidates = np.unique(scores[fires])
+    top_score = candidates[-1] if len(candidates) else 0.0
+    candidates = np.append(candidates, top_score + 1e-6)  # above every score: nothing fires
     # How many unknown clips score >= t, for every candidate t at once.
     fire_counts = len(unknown) - np.searchsorted(np.sort(unknown), candidates, side="left")
     report = []
@@ -110,7 +115,7 @@ def keyword_recall(probabilities, truth, labels, rates=FALSE_ACCEPT_RATES):
         # Counts fall as t rises, so the first candidate within the rate is the lowest threshold.
         first = np.argmax(fire_counts <= rate * len(unknown) + 1e-9)
         threshold = candidates[first]
-        detected = (scores >= threshold) & (fired_word == truth) & is_keyword
+        detected = (scores >= threshold) & (top == truth) & is_keyword
         report.append({
             "false_accept_rate": rate,
             "threshold": float(threshold),

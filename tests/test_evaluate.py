@@ -225,7 +225,7 @@ def test_keyword_recall_at_fixed_false_accepts():
     from microkws.metrics import keyword_recall
 
     labels = ("_silence_", "_unknown_", "up", "down")
-    # Ten unknown clips whose best keyword scores are 0.0, 0.1, ..., 0.9; four keyword clips.
+    # Ten unknown clips whose "up" scores are 0.0, 0.1, ..., 0.9 (the top label from 0.6 up); four keyword clips.
     unknown = [[0.0, 1 - s, s, 0.0] for s in np.arange(10) / 10]
     words = [[0, 0.05, 0.95, 0], [0, 0.2, 0, 0.8], [0, 0.35, 0.65, 0], [0, 0.5, 0.3, 0.2]]
     probabilities = np.array(unknown + words + [[1, 0, 0, 0]])
@@ -236,9 +236,23 @@ def test_keyword_recall_at_fixed_false_accepts():
     # 10 %: t = 0.9. 30 %: the lowest score with at most 3 unknown clips at or above it is 0.65.
     assert (rows[1]["threshold"], rows[1]["recall"]) == (0.9, 0.25)
     assert (rows[2]["threshold"], rows[2]["measured_false_accepts"], rows[2]["recall"]) == (0.65, 0.3, 0.75)
-    # At 100 % everything fires, but the last "down" clip fires as "up": not detected.
-    assert (rows[3]["threshold"], rows[3]["recall"]) == (0.0, 0.75)
+    # At 100 % everything that can fire fires (from 0.6, the lowest top keyword score), but the last
+    # "down" clip's top label is "unknown", so it never fires, as on a device.
+    assert (rows[3]["threshold"], rows[3]["recall"]) == (0.6, 0.75)
     assert keyword_recall(probabilities[10:], truth[10:], labels) == []  # no unknown clips
+
+
+def test_keyword_recall_fires_only_the_top_label():
+    """A device reports a clip's top label: keyword scores under "unknown" neither detect nor false-accept."""
+    from microkws.metrics import keyword_recall
+
+    labels = ("_silence_", "_unknown_", "up", "down")
+    probabilities = np.array([[0, 0.55, 0.45, 0], [0, 0.9, 0.1, 0],    # unknown clips, neither fires
+                              [0, 0.6, 0.4, 0], [0, 0.1, 0.0, 0.9]])  # "up" called unknown; "down" found
+    rows = keyword_recall(probabilities, np.array([1, 1, 2, 3]), labels, rates=(0.0,))
+    # Ranking by the best keyword score would put the 0.45 unknown clip above the 0.4 "up" and need
+    # t > 0.45 for no false accepts; by the top label nothing of "unknown" fires, so t is 0.9.
+    assert rows == [{"false_accept_rate": 0.0, "threshold": 0.9, "measured_false_accepts": 0.0, "recall": 0.5}]
 
 
 def one_line_error(capsys):
