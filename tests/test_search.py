@@ -1,7 +1,7 @@
 """`microkws search`: board budgets, refusals before any work, and real (tiny) searches on the mini data set.
 
-Until `search` is registered in microkws.cli.COMMANDS, the tests add it to a copy of the table
-(SEARCH_COMMAND) in-process, and the subprocess tests do the same in `python -c`.
+The in-process tests call microkws.cli.main with `search` set in COMMANDS (SEARCH_COMMAND, the entry
+microkws.cli registers), and the subprocess tests launch the same way in `python -c`.
 """
 
 import csv
@@ -80,8 +80,13 @@ def test_budget_flags_override_the_board():
     assert targets_from_args(args) == Targets(flash_bytes=64 * 1024, arena_bytes=160 * 1024,
                                               macs=BOARDS["stm32f746"].targets().macs)
     assert targets_from_args(parser.parse_args([])) == Targets()
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--trials", "nan"])
+    # The issue's own spelling: MACs in decimal K/M, bytes in binary K.
+    args = parser.parse_args(["--flash_budget", "20K", "--arena_budget", "28K", "--macs_budget", "2M"])
+    assert targets_from_args(args) == Targets(flash_bytes=20480, arena_bytes=28672, macs=2_000_000)
+    assert parser.parse_args(["--macs_budget", "1.5e6"]).macs_budget == 1_500_000
+    for refused in (["--trials", "nan"], ["--macs_budget", "2.5"], ["--macs_budget", "-2M"], ["--macs_budget", "M"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(refused)
 
 
 # --- refusals, before any training --------------------------------------------------------------------------------
@@ -123,13 +128,13 @@ def test_a_tiny_search_writes_its_outputs_and_the_best_model(search_main, capsys
     from microkws.train import read_run_config
 
     search_dir = tmp_path / "search"
-    # 12K of flash cuts every bc_resnet and the larger ds_cnn and tiny_conv out of the space.
-    args = search_args(mini_dataset, search_dir, "--flash_budget", "12K", "--trials", "3", "--steps_per_trial",
+    # 12K of flash cuts every bc_resnet and tc_resnet and the larger ds_cnn and tiny_conv out of the space.
+    args = search_args(mini_dataset, search_dir, "--flash_budget", "12K", "--trials", "5", "--steps_per_trial",
                        "30", "--final_steps", "30")
     assert search_main(args) == 0, capsys.readouterr().err
     assert "microkws train --config" in capsys.readouterr().out
     rows = read_trials_csv(search_dir)
-    assert [row["number"] for row in rows] == ["0", "1", "2"]
+    assert [row["number"] for row in rows] == ["0", "1", "2", "3", "4"]
     states = {row["state"] for row in rows}
     assert "over_budget" in states and "complete" in states, rows
     for row in rows:
@@ -155,6 +160,10 @@ def test_a_tiny_search_writes_its_outputs_and_the_best_model(search_main, capsys
         float(row["score"]), -sum(int(row[name]) / limit for name, limit in budget.items())))
     assert again.train.model_architecture == best_row["architecture"]
     assert again.train.model_config == json.loads(best_row["model_config"])
+    # The costs measured before training are the trained, exported model's: they do not depend on weights.
+    assert (int(best_row["flash_bytes"]), int(best_row["arena_bytes"])) == (report["model_bytes"],
+                                                                            report["arena_bytes"])
+    assert int(best_row["macs"]) == report["targets"]["macs"]["value"]
     assert again.train.how_many_training_steps == (30,) and again.train.learning_rate == (
         float(best_row["learning_rate"]),)
 

@@ -101,6 +101,20 @@ def number_list(*, whole=False):
     return parse
 
 
+def decimal_count(text):
+    """A whole count: 2000000, 2e6, 2M or 500K (K and M are 1,000 and 1,000,000, as multiply-accumulates
+    are counted)."""
+    units = {"K": 1000, "M": 1000 * 1000}
+    stripped = text.strip().upper()
+    try:
+        value = float(stripped[:-1]) * units[stripped[-1]] if stripped[-1:] in units else float(stripped)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (e.g. 2000000, 2M, 500K)") from None
+    if not math.isfinite(value) or value <= 0 or not value.is_integer():
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive whole count (e.g. 2M)")
+    return int(value)
+
+
 def byte_count(text):
     """A byte count: 20000, 64K or 1M (K and M are 1024 and 1024**2)."""
     units = {"K": 1024, "M": 1024 * 1024}

@@ -2,7 +2,7 @@
 
   microkws search --data_dir DIR --wanted_words up,down --board nano33ble --trials 40 --search_dir runs/search
 
-Each trial suggests a model (tiny_conv, ds_cnn or bc_resnet, with their sizes), a learning rate,
+Each trial suggests a model (tiny_conv, ds_cnn, bc_resnet or tc_resnet, with their sizes), a learning rate,
 dropout and augmentation strength, measures the int8 model's flash, arena and MACs on TFLM (seconds),
 and trains it for --steps_per_trial steps only if it fits; the Median pruner stops trials that trail.
 Then the best candidate is trained on the full schedule into SEARCH_DIR/best, exported and verified
@@ -20,8 +20,9 @@ on several machines share one study (run the same command on each).
 import dataclasses
 import json
 
-from microkws.cli._flags import add_data_arguments, add_flag, byte_count, data_config_from_args, number
+from microkws.cli._flags import add_data_arguments, add_flag, byte_count, data_config_from_args, decimal_count, number
 from microkws.search.boards import BOARDS, board_named
+from microkws.train.recipes import RECOMMENDED_TRAIN
 
 
 def add_arguments(parser):
@@ -33,7 +34,8 @@ def add_arguments(parser):
     add_flag(search, "--steps_per_trial", type=number(1, 10_000_000, whole=True), default=500, metavar="N",
              help="training steps of one trial (default: %(default)s)")
     add_flag(search, "--final_steps", type=number(1, 10_000_000, whole=True), default=None, metavar="N",
-             help="training steps of the best candidate's final run (default: the recommended recipe's, 2000)")
+             help="training steps of the best candidate's final run (default: the recommended recipe's, "
+                  f"{sum(RECOMMENDED_TRAIN.how_many_training_steps)})")
     add_flag(search, "--workers", type=number(1, 256, whole=True), default=1, metavar="N",
              help="trial processes on this machine (default: %(default)s: trials run in this process)")
     add_flag(search, "--storage", default=None, metavar="URL",
@@ -56,8 +58,8 @@ def add_budget_arguments(parser):
              help="largest model, e.g. 64K (overrides --board's)")
     add_flag(group, "--arena_budget", type=byte_count, default=None, metavar="BYTES",
              help="largest tensor arena, e.g. 128K (overrides --board's)")
-    add_flag(group, "--macs_budget", type=number(above=0, whole=True), default=None, metavar="N",
-             help="most multiply-accumulates per inference (overrides --board's)")
+    add_flag(group, "--macs_budget", type=decimal_count, default=None, metavar="N",
+             help="most multiply-accumulates per inference, e.g. 2M (overrides --board's)")
 
 
 def _budget_text(targets):

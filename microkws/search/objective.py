@@ -4,7 +4,8 @@ Flash, arena and MACs do not depend on trained values (microkws.device.budget), 
 candidate is recorded in seconds (user attribute `over_budget`, state PRUNED) and never trained. A
 candidate that fits is trained for the trial's short schedule into SEARCH_DIR/trials/trial-NNNN; each
 validation is reported to Optuna, whose pruner stops one that trails the others. The trial's value is
-its best validation score (balanced accuracy by default: the test speakers are kept for the end).
+its best validation score, by the recipe's checkpoint metric (keyword recall at 5 % false accepts by default;
+the test speakers are kept for the end).
 """
 
 import contextlib

@@ -58,6 +58,13 @@ FAMILIES = {
         "stage_blocks": Choice({"1-1-1-1": [1, 1, 1, 1], "1-1-2-2": [1, 1, 2, 2], "2-2-4-4": [2, 2, 4, 4]}),
         "head_filters": Whole(16, 48, 8),
     },
+    "tc_resnet": {
+        # Frequency as channels: three stride-2 residual blocks over time. Full kernel-9 convolutions at
+        # TC-ResNet8's widths take about 66 K parameters, so the separable form comes first.
+        "separable": Choice({"separable": True, "full": False}),
+        "first_filters": Whole(8, 24, 8),
+        "block_filters": Choice({"12-16-24": [12, 16, 24], "16-24-32": [16, 24, 32], "24-32-48": [24, 32, 48]}),
+    },
 }
 """Architecture -> {its config field (microkws.models.configs): the values tried}. Optuna's parameter
 names are "ARCHITECTURE.FIELD": the same field name has other ranges in another family."""
@@ -88,8 +95,8 @@ class Range:
 
 
 SNR_SPAN_DB = 15.0
-"""Width of the signal-to-noise range a clip's noise is drawn from (the recipe's is 5..20 dB); the
-search moves its low end, so a high low end means gentler noise."""
+"""Width of the signal-to-noise range a clip's noise is drawn from; the search moves its low end, so a
+high low end means gentler noise."""
 
 TRAINING = {
     # The recipe's schedule is cosine, which takes one peak learning rate.
