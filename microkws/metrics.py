@@ -73,7 +73,7 @@ def unknown_false_accepts(confusion, labels):
     return {"rate": accepted / total if total else None, "accepted": accepted, "unknown_clips": total}
 
 
-FALSE_ACCEPT_RATES = (0.02, 0.05, 0.10, 0.20)
+FALSE_ACCEPT_RATES = (0.01, 0.02, 0.05, 0.10, 0.20)
 """The shares of unknown clips allowed to fire a keyword at which `keyword_recall` is reported."""
 
 

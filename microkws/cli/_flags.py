@@ -291,9 +291,9 @@ def add_training_arguments(parser, *, defaults=True):
     add_setting(group, TrainConfig, "label_smoothing", type=number(), metavar="S", defaults=defaults,
                 help="share of each target spread over the labels")
     add_setting(group, TrainConfig, "checkpoint_metric", choices=CHECKPOINT_METRICS, defaults=defaults,
-                help="validation score that picks the best checkpoint: keyword_recall_at_5 is keyword "
-                     "recall when 5%% of other words fire; balanced_accuracy weighs a missed keyword and a "
-                     "false accept alike; accuracy counts every clip alike")
+                help="validation score that picks the best checkpoint: keyword_recall_at_5 (or _at_1) is "
+                     "keyword recall when 5%% (1%%) of other words fire; balanced_accuracy weighs a missed "
+                     "keyword and a false accept alike; accuracy counts every clip alike")
     add_setting(group, TrainConfig, "dropout_rate", type=number(), metavar="R", defaults=defaults,
                 help="dropout while training (default: the architecture's, 0.5 for the original models)")
     add_setting(group, TrainConfig, "quantize", type=str_to_bool, metavar="0|1", defaults=defaults,

@@ -200,8 +200,9 @@ class _Validation:
         if improved:
             self.state.update(best_score=scores[self.metric], best_step=step)
             save_checkpoint(self.path, model=self.model, meta={**self.identity, "step": step, **scores})
-        log.info("step %d: validation accuracy %.1f%%, balanced %.1f%%, keyword recall at 5%% false accepts "
-                 "%.1f%% (N=%d)%s", step, 100 * value, 100 * balanced, 100 * scores["keyword_recall_at_5"],
+        log.info("step %d: validation accuracy %.1f%%, balanced %.1f%%, keyword recall at 1%% / 5%% false "
+                 "accepts %.1f%% / %.1f%% (N=%d)%s", step, 100 * value, 100 * balanced,
+                 100 * scores["keyword_recall_at_1"], 100 * scores["keyword_recall_at_5"],
                  int(confusion.sum()), " best so far" if improved else "")
         log.info("validation confusion matrix:\n%s", format_confusion(confusion, self.labels))
         if self.on_validation is not None:
@@ -209,13 +210,14 @@ class _Validation:
 
 
 def validation_scores(model, partition, labels):
-    """({"accuracy", "balanced_accuracy", "keyword_recall_at_5"}, confusion) of `model` on a partition
-    (features, labels). keyword_recall_at_5: the share of keyword clips detected as their word when
-    the threshold lets 5 % of the unknown clips fire (0 without keyword or unknown clips)."""
+    """({"accuracy", "balanced_accuracy", "keyword_recall_at_1", "keyword_recall_at_5"}, confusion) of
+    `model` on a partition (features, labels). keyword_recall_at_R: the share of keyword clips detected as
+    their word when the threshold lets R % of the unknown clips fire (0 without keyword or unknown clips)."""
     report = _every_unknown_report(model, partition, labels)
-    at_5 = [row["recall"] for row in report["keyword_recall"] if row["false_accept_rate"] == 0.05]
+    recall = {row["false_accept_rate"]: row["recall"] for row in report["keyword_recall"]}
     return {"accuracy": report["accuracy"], "balanced_accuracy": report["balanced_accuracy"],
-            "keyword_recall_at_5": at_5[0] if at_5 else 0.0}, np.asarray(report["confusion"])
+            "keyword_recall_at_1": recall.get(0.01, 0.0),
+            "keyword_recall_at_5": recall.get(0.05, 0.0)}, np.asarray(report["confusion"])
 
 
 class _Checkpoints:
