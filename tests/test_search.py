@@ -150,6 +150,10 @@ def test_a_tiny_search_writes_its_outputs_and_the_best_model(search_main, capsys
     best = search_dir / "best"
     assert (best / "model.tflite").is_file()
     report = json.loads((best / "device_report.json").read_text())
+    # best/ is calibrated as `microkws train` calibrates: its header carries the chosen threshold.
+    chosen = json.loads((best / "detection.json").read_text())["chosen"]
+    assert report["detection"]["score_threshold"] == chosen["score_threshold"]
+    assert f"kDetectionThreshold = {chosen['score_threshold']};" in (best / "model_settings.h").read_text()
     assert report["targets"]["flash_bytes"] == {"value": report["model_bytes"], "target": "<= 12,288", "met": True}
     # `microkws train --config SEARCH_DIR/best` trains exactly the best trial's candidate again.
     again = run_settings(microkws.cli.build_parser().parse_args(["train", "--config", str(best)]))
@@ -183,7 +187,7 @@ def launch(data_dir, search_dir, *extra, log):
 def test_kill_9_then_the_same_command_finishes_the_search(mini_dataset, tmp_path):
     search_dir = tmp_path / "search"
     # esp32s3's budget fits the whole space: every trial trains.
-    extra = ("--board", "esp32s3", "--trials", "2", "--steps_per_trial", "60", "--final_steps", "20")
+    extra = ("--board", "esp32s3", "--trials", "2", "--steps_per_trial", "60", "--final_steps", "20", "--calibrate", "0")
     with open(tmp_path / "first.log", "w") as log:
         process = launch(mini_dataset, search_dir, *extra, log=log)
     deadline = time.monotonic() + 180
@@ -209,7 +213,7 @@ def test_kill_9_then_the_same_command_finishes_the_search(mini_dataset, tmp_path
 def test_two_workers_share_the_study(search_main, capsys, mini_dataset, tmp_path):
     search_dir = tmp_path / "search"
     args = search_args(mini_dataset, search_dir, "--board", "esp32s3", "--workers", "2", "--trials", "3",
-                       "--steps_per_trial", "20", "--final_steps", "20")
+                       "--steps_per_trial", "20", "--final_steps", "20", "--calibrate", "0")
     assert search_main(args) == 0, capsys.readouterr().err
     trials = load_study(search_dir).trials
     # Workers stop when finished plus running trials reach --trials; two finishing at the very same

@@ -20,7 +20,8 @@ on several machines share one study (run the same command on each).
 import dataclasses
 import json
 
-from microkws.cli._flags import add_data_arguments, add_flag, byte_count, data_config_from_args, decimal_count, number
+from microkws.cli._flags import (add_data_arguments, add_flag, byte_count, data_config_from_args, decimal_count, number,
+                                 str_to_bool)
 from microkws.search.boards import BOARDS, board_named
 from microkws.train.recipes import RECOMMENDED_TRAIN
 
@@ -45,6 +46,9 @@ def add_arguments(parser):
              help="trials, trials.csv, pareto.png and best/ (default: %(default)s)")
     add_flag(search, "--seed", type=number(0, 2**31 - 1, whole=True), default=0,
              help="training seed of every trial, and the sampler's (default: %(default)s)")
+    add_flag(search, "--calibrate", type=str_to_bool, default=True, metavar="0|1",
+             help="choose best/'s detection threshold on an hour of validation-speaker stream, as train does "
+                  "(default: 1)")
     add_flag(search, "--no_progress", action="store_true", help="no progress bar in the final training")
 
 
@@ -83,7 +87,8 @@ def run(args):
 
     summary = run_search(args.search_dir, data_config=data_config_from_args(args), targets=targets_from_args(args),
                          trials=args.trials, steps_per_trial=args.steps_per_trial, final_steps=args.final_steps,
-                         storage=args.storage, workers=args.workers, seed=args.seed, progress=not args.no_progress)
+                         storage=args.storage, workers=args.workers, seed=args.seed, calibrate=args.calibrate,
+                         progress=not args.no_progress)
     print_summary(summary)
     return 0
 
@@ -101,5 +106,8 @@ def print_summary(summary):
     print(f"trained in full: test accuracy (float) {100 * metrics['test_accuracy']:.1f}% "
           f"({metrics['test_examples']} examples) in {summary['files']['best']}")
     print(format_report(summary["report"]))
-    print(f"train it again: microkws train --config {summary['files']['best']}; choose its detection threshold: "
-          f"microkws calibrate {summary['files']['best']}")
+    detection = metrics.get("detection")
+    if detection:
+        print(detection["summary"])
+    print(f"train it again: microkws train --config {summary['files']['best']}"
+          + ("" if detection else f"; choose its detection threshold: microkws calibrate {summary['files']['best']}"))

@@ -62,6 +62,10 @@ class SearchConfig:
     """Training seed of every trial and of the final run; the sampler's seed derives from it."""
     features: FeatureConfig = field(default_factory=FeatureConfig)
     """micro_speech's features, as the device's frontend computes them."""
+    calibrate: bool = True
+    """Choose best/'s detection threshold on an hour of validation-speaker stream, as `microkws train` does,
+    so its model_settings.h carries it; False leaves the device's defaults (`microkws calibrate` later).
+    Not a setting a re-run must repeat: it touches only best/."""
 
     def __post_init__(self):
         for name in ("trials", "steps_per_trial", "final_steps"):
@@ -82,7 +86,7 @@ class SearchConfig:
 
 
 def run_search(search_dir, *, data_config, targets, trials, steps_per_trial, final_steps=None, storage=None,
-               workers=1, seed=0, progress=True):
+               workers=1, seed=0, calibrate=True, progress=True):
     """Search for the best model within `targets` (a device.Targets) and train it into SEARCH_DIR/best.
 
     `trials` counts every trial of the study (over-budget, pruned and failed ones too); `workers`
@@ -96,7 +100,7 @@ def run_search(search_dir, *, data_config, targets, trials, steps_per_trial, fin
     final_steps = final_steps or recommended_recipe()[1].total_steps
     config = SearchConfig(search_dir=search_dir, data=data_config, targets=targets, trials=trials,
                           steps_per_trial=steps_per_trial, final_steps=final_steps,
-                          storage=storage or stored.default_storage_url(search_dir), seed=seed)
+                          storage=storage or stored.default_storage_url(search_dir), seed=seed, calibrate=calibrate)
     if not isinstance(workers, int) or workers < 1:
         raise UserError(f"workers must be a whole number of at least 1, got {workers!r}")
     _make_folder(search_dir)
@@ -233,7 +237,7 @@ def best_trial(trials, targets):
 
 def train_best(config, best, *, progress):
     """Train the candidate of trial `best` for config.final_steps into SEARCH_DIR/best, export it, verify it
-    on TFLM and check the device report against the budget."""
+    on TFLM, calibrate its detection (with config.calibrate) and check the device report against the budget."""
     from microkws.device.report import check_targets, update_device_report
     from microkws.pipeline import train_and_export
     from microkws.report import write_report_or_warn
@@ -247,7 +251,7 @@ def train_best(config, best, *, progress):
     log.info("training the best candidate, trial %d (%s), for %d steps into %s", best.number, describe(candidate),
              config.final_steps, best_dir)
     metrics = train_and_export(best_dir, data_config=run.data, feature_config=run.features, augment_config=run.augment,
-                               train_config=run.train, export=True, calibrate=False, budget=config.targets,
+                               train_config=run.train, export=True, calibrate=config.calibrate, budget=config.targets,
                                progress=progress)
     report = metrics["export"]["report"]
     report["targets"] = check_targets(report, config.targets)
