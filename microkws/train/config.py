@@ -45,7 +45,7 @@ class TrainConfig:
     """Validation score that picks the best checkpoint: keyword_recall_at_5 (keyword clips detected
     when the threshold lets 5 % of the other words fire: a missed keyword and a false accept weigh by
     the threshold, as on a device), keyword_recall_at_1 (the same at 1 %, nearer the false-accept rates
-    a device is calibrated for: the recommended recipe's), balanced_accuracy (mean recall over the labels)
+    a device is calibrated for, but set by the two or three hardest other-word clips), balanced_accuracy (mean recall over the labels)
     or accuracy (every clip alike, which favours "unknown", the most common label on the validation
     speakers)."""
     dropout_rate: float | None = None
