@@ -13,11 +13,14 @@ start and end and the figures the objective records (microkws.search.objective):
 - a trial's time split: conversion and TFLM (cost), loading data, training steps, validation,
   checkpoints, the final scoring (finish) and the rest (Optuna, process start, model building).
 
-Both runs draw the same candidates only while the sampler sees the same finished trials: with two workers
-the order of results differs, so the candidates differ after the first few. Compare the rates, not
-single trials.
+Left to the sampler, the runs draw the same candidates only while it sees the same finished trials: with
+two workers the order of results differs, so the candidates differ after the first few and the rates
+compare different work. So by default each study is created first with the same --trials candidates
+enqueued (Optuna's enqueue_trial; drawn once from the search space by a seeded random sampler): every run
+trains the same candidates, and only the workers differ. The median pruner still decides per run.
+--sampled leaves the candidates to the search's own sampler, as a user's search runs.
 
-    python bench/search.py [--trials 12] [--steps_per_trial 300] [--out /tmp/microkws-bench-search]
+    python bench/search.py [--trials 12] [--steps_per_trial 300] [--sampled] [--out /tmp/microkws-bench-search]
 """
 
 import argparse
@@ -43,7 +46,10 @@ def main():
     parser.add_argument("--steps_per_trial", type=int, default=300)
     parser.add_argument("--final_steps", type=int, default=300, help="the best candidate's final run")
     parser.add_argument("--workers", default="1,2", help="worker counts to compare (default: %(default)s)")
+    parser.add_argument("--sampled", action="store_true",
+                        help="let the search's sampler draw the candidates instead of enqueuing the same ones")
     args = parser.parse_args()
+    candidates = None if args.sampled else fixed_candidates(args.trials)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"load average at start: {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores", flush=True)
@@ -51,16 +57,46 @@ def main():
     for workers in (int(w) for w in args.workers.split(",")):
         search_dir = out / f"workers-{workers}"
         shutil.rmtree(search_dir, ignore_errors=True)
+        if candidates:
+            enqueue(search_dir, candidates)
         wall = run_search(args, search_dir, workers)
         rows[f"{workers} worker{'s' * (workers > 1)}"] = figures(search_dir, wall)
     print_table(rows)
+
+
+def fixed_candidates(count, seed=0):
+    """`count` candidates' Optuna params, drawn from the search space by a seeded random sampler."""
+    import optuna
+
+    from microkws.search.space import suggest
+    from microkws.train.recipes import recommended_recipe
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    params = []
+    for _ in range(count):
+        trial = draw.ask()
+        suggest(trial, *recommended_recipe())
+        params.append(trial.params)
+        draw.tell(trial, 0.0)
+    return params
+
+
+def enqueue(search_dir, candidates):
+    """Create the search's study in `search_dir` with `candidates` waiting, as `microkws search` opens it."""
+    from microkws.search.storage import default_storage_url, open_study
+
+    search_dir.mkdir(parents=True)
+    study = open_study(default_storage_url(str(search_dir)))
+    for params in candidates:
+        study.enqueue_trial(params)
 
 
 def run_search(args, search_dir, workers):
     command = [sys.executable, "-m", "microkws", "search", "--data_dir", args.data_dir, *WORDS,
                "--trials", str(args.trials), "--steps_per_trial", str(args.steps_per_trial),
                "--final_steps", str(args.final_steps), "--workers", str(workers),
-               "--search_dir", str(search_dir), "--no_progress"]
+               "--search_dir", str(search_dir), "--calibrate", "0", "--no_progress"]
     print("$ " + " ".join(command), flush=True)
     started = time.monotonic()
     subprocess.run(command, check=True)
