@@ -1,7 +1,7 @@
 """`microkws search`: board budgets, refusals before any work, and real (tiny) searches on the mini data set.
 
-The in-process tests call microkws.cli.main with `search` set in COMMANDS (SEARCH_COMMAND, the entry
-microkws.cli registers), and the subprocess tests launch the same way in `python -c`.
+The in-process tests call microkws.cli.main, and the subprocess tests the same in `python -c`, as the
+`microkws` console script does.
 """
 
 import csv
@@ -20,16 +20,13 @@ from microkws.device import Targets
 from microkws.errors import UserError
 from microkws.search.boards import BOARDS, board_named
 
-SEARCH_COMMAND = ("search", "find the best model for a board's budget with Optuna")
 WORDS = ["--wanted_words", "up,down", "--silence_percentage", "25", "--unknown_percentage", "25"]
-LAUNCH = ("import microkws.cli as c; c.COMMANDS.setdefault('search', ('search', 'search')); "
-          "raise SystemExit(c.main())")
+LAUNCH = "import microkws.cli as c; raise SystemExit(c.main())"
 
 
 @pytest.fixture
-def search_main(monkeypatch):
-    """microkws.cli.main with the search command registered (temporarily, until it is in COMMANDS)."""
-    monkeypatch.setitem(microkws.cli.COMMANDS, "search", SEARCH_COMMAND)
+def search_main():
+    """microkws.cli.main, which `search` is a command of."""
     return microkws.cli.main
 
 
