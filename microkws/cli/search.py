@@ -36,7 +36,7 @@ def add_arguments(parser):
              help="training steps of one trial (default: %(default)s)")
     add_flag(search, "--final_steps", type=number(1, 10_000_000, whole=True), default=None, metavar="N",
              help="training steps of the best candidate's final run (default: the recommended recipe's, "
-                  f"{sum(RECOMMENDED_TRAIN.how_many_training_steps)})")
+                  f"{RECOMMENDED_TRAIN.total_steps})")
     add_flag(search, "--workers", type=number(1, 256, whole=True), default=1, metavar="N",
              help="trial processes on this machine (default: %(default)s: trials run in this process)")
     add_flag(search, "--storage", default=None, metavar="URL",
