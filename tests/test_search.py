@@ -222,3 +222,43 @@ def test_two_workers_share_the_study(search_main, capsys, mini_dataset, tmp_path
     for trial in trials:
         if trial.state == optuna.trial.TrialState.COMPLETE:
             assert (search_dir / trial.user_attrs["run_dir"] / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_kill_9_of_one_worker_among_two(mini_dataset, tmp_path):
+    """One of two workers killed in the middle of its trial: the other finishes its own, the command says
+    to re-run, and the re-run fails the killed trial without training any finished trial again."""
+    search_dir = tmp_path / "search"
+    extra = ("--board", "esp32s3", "--workers", "2", "--trials", "3", "--steps_per_trial", "60",
+             "--final_steps", "20", "--calibrate", "0")
+    with open(tmp_path / "first.log", "w") as log:
+        process = launch(mini_dataset, search_dir, *extra, log=log)
+    deadline = time.monotonic() + 240
+    while not (search_dir / "trials" / "trial-0000" / "config.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
+        time.sleep(0.05)
+    victim = load_study(search_dir).trials[0]
+    os.kill(victim.user_attrs["pid"], signal.SIGKILL)  # that worker only, not the command's process group
+    assert process.wait() == 2, (tmp_path / "first.log").read_text()
+    first_log = (tmp_path / "first.log").read_text()
+    assert "stopped early" in first_log and "re-run the same command" in first_log
+    trials = load_study(search_dir).trials
+    assert trials[0].state == optuna.trial.TrialState.RUNNING, "trial 0 finished before the kill"
+    survivors = [t for t in trials[1:] if t.state.is_finished()]
+    assert survivors and all(t.user_attrs["pid"] != victim.user_attrs["pid"] for t in survivors)
+    finished_at = {t.number: (search_dir / t.user_attrs["run_dir"] / "metrics.json").stat().st_mtime_ns
+                   for t in survivors if t.state == optuna.trial.TrialState.COMPLETE}
+
+    with open(tmp_path / "second.log", "w") as log:
+        assert launch(mini_dataset, search_dir, *extra, log=log).wait() == 0, (tmp_path / "second.log").read_text()
+    trials = load_study(search_dir).trials
+    assert "trial 0 was left running" in (tmp_path / "second.log").read_text()
+    assert trials[0].state == optuna.trial.TrialState.FAIL
+    assert all(t.state.is_finished() for t in trials) and 3 <= len(trials) <= 4
+    folders = [t.user_attrs["run_dir"] for t in trials if "run_dir" in t.user_attrs]
+    assert len(folders) == len(set(folders))  # no trial's folder trained by two workers
+    for number, mtime in finished_at.items():  # a finished trial is not run again
+        assert trials[number].state == optuna.trial.TrialState.COMPLETE
+        assert (search_dir / trials[number].user_attrs["run_dir"] / "metrics.json").stat().st_mtime_ns == mtime
+    assert [row["state"] for row in read_trials_csv(search_dir)][0] == "fail"
+    assert (search_dir / "best" / "model.tflite").is_file()
