@@ -5,9 +5,12 @@ model), so this module is the only one that knows their order, as kws_streaming'
 chains its stages from the top.
 """
 
+import logging
+import os
 import time
 
 from microkws.device import verify
+from microkws.device.firmware import SETTINGS_FILE
 from microkws.device.budget import check_budget, model_costs
 from microkws.export import export_run
 from microkws.report import write_report_or_warn
@@ -15,18 +18,50 @@ from microkws.streaming.calibrate import DEFAULT_FALSE_ACCEPTS_PER_HOUR, calibra
 from microkws.train import train
 from microkws.train.rundir import REPORT_FILE, TFLITE_FILE
 
+log = logging.getLogger(__name__)
+
 
 def export_and_verify(run_dir, *, verify_model=True, progress=True, **export_options):
     """Export a trained run (microkws.export.export_run's options) and verify model.tflite on TFLM.
 
     Returns {"files": {name: path}, "report": the device report, or None without `verify_model`}.
+    Without `verify_model`, a device_report.json and model_settings.h of an earlier verify are kept only
+    if the model is byte for byte the one they describe: firmware built from a stale header would get
+    the wrong arena size or op list.
     """
+    before = _read_or_none(os.path.join(run_dir, TFLITE_FILE))
     exported = export_run(run_dir, progress=progress, **export_options)
     report = None
     if verify_model:
         report = verify(exported["files"][TFLITE_FILE], train_dir=run_dir, progress=progress)
         exported["files"][REPORT_FILE] = report["report_path"]
+    elif _read_or_none(exported["files"][TFLITE_FILE]) != before:
+        _remove_stale(run_dir, (REPORT_FILE, SETTINGS_FILE))
     return {**exported, "report": report}
+
+
+def _read_or_none(path):
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError:
+        return None
+
+
+def _remove_stale(run_dir, names):
+    """Remove the files `names` of `run_dir` that exist: they describe a model that is no longer there."""
+    for name in names:
+        path = os.path.join(run_dir, name)
+        if not os.path.exists(path):
+            continue
+        try:
+            os.remove(path)
+        except OSError as error:
+            log.warning("%s describes the model exported before, and cannot be removed (%s): do not build "
+                        "firmware from it; `microkws verify %s` writes it again", path, error.strerror, run_dir)
+            continue
+        log.warning("removed %s: it described the model exported before; `microkws verify %s` writes it for "
+                    "this one", path, run_dir)
 
 
 def train_and_export(run_dir, *, export=True, calibrate=False, false_accepts_per_hour=DEFAULT_FALSE_ACCEPTS_PER_HOUR,

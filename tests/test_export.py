@@ -65,6 +65,25 @@ def test_export_writes_every_file_into_the_run(run):
 
 
 @pytest.mark.slow  # trains and exports a run (module fixture)
+def test_export_without_verify_keeps_no_stale_header(run, tmp_path):
+    """`export --no_verify` writes no device report; one of an earlier verify stays only while the model is
+    the one it describes, since firmware would take its arena size and op list from model_settings.h."""
+    from microkws.pipeline import export_and_verify
+
+    copy = tmp_path / "run"
+    shutil.copytree(run[0], copy)
+    assert (copy / "model_settings.h").is_file()
+    kept = (copy / "model_settings.h").read_text()
+    result = export_and_verify(copy, verify_model=False, progress=False)  # the same model again
+    assert result["report"] is None and "device_report.json" not in result["files"]
+    assert (copy / "model_settings.h").read_text() == kept and (copy / "device_report.json").is_file()
+
+    export_and_verify(copy, verify_model=False, progress=False, inference_type="uint8")  # another model
+    assert not (copy / "model_settings.h").exists() and not (copy / "device_report.json").exists()
+    assert (copy / "model.tflite").read_bytes() != (run[0] / "model.tflite").read_bytes()
+
+
+@pytest.mark.slow  # trains and exports a run (module fixture)
 def test_int8_input_is_quantised_exactly_as_the_device_maps_its_features(run):
     from microkws.export.tflite_model import read_model_file
 
