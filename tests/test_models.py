@@ -228,6 +228,34 @@ def test_dropout_acts_in_training_only():
     assert not np.allclose(inference, model(x, training=True))
 
 
+@pytest.mark.parametrize("rate", [0.5, 0.2, 0.1])
+def test_packed_dropout_keeps_each_activation_with_probability_one_minus_rate(rate):
+    """PackedDropout (8-bit fields for 0.5, 16-bit for 0.2 and 0.1): kept activations scaled by 1 / (1 - rate),
+    the rest 0, a new mask each call, the gradient through the same mask, and none at inference."""
+    from microkws.models._common import PackedDropout
+
+    layer = PackedDropout(rate, seed=1)
+    x = tf.ones((50, 49, 40, 5))  # 490,000 activations: the kept share within 0.005 of 1 - rate (> 10 sigma)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+        total = tf.reduce_sum(y)
+    gradient = tape.gradient(total, x).numpy()
+    y = y.numpy()
+    kept = y != 0
+    np.testing.assert_allclose(y[kept], 1 / (1 - rate), rtol=1e-6)
+    assert abs(kept.mean() - (1 - rate)) < 0.005
+    np.testing.assert_array_equal(gradient, y)  # d sum(x * mask) / dx = mask
+    assert not np.array_equal(kept, layer(x, training=True).numpy() != 0)
+    np.testing.assert_array_equal(layer(x, training=False), x)
+    # Its seed draws as Keras's: the same seed gives the same masks.
+    np.testing.assert_array_equal(PackedDropout(rate, seed=1)(x, training=True), y)
+    # Every builder's dropout is one.
+    drops = [layer for layer in build_model("ds_cnn", input_shape=MICRO, label_count=4).layers
+             if isinstance(layer, keras.layers.Dropout)]
+    assert drops and all(isinstance(layer, PackedDropout) for layer in drops)
+
+
 def test_with_softmax_gives_probabilities_and_shares_weights():
     model = build_model("ds_cnn", input_shape=MICRO, label_count=4)
     export = with_softmax(model)

@@ -24,7 +24,7 @@ CONV_2D, DEPTHWISE_CONV_2D, AVERAGE_POOL_2D, ADD, RESHAPE, FULLY_CONNECTED (and 
 from microkws._tensorflow import keras
 
 from microkws.models.configs import BcResNetConfig
-from microkws.models._common import batch_norm, check_config, fingerprint_input, flatten
+from microkws.models._common import batch_norm, check_config, dropout, fingerprint_input, flatten
 
 
 def build(*, input_shape, label_count, dropout_rate=0.1, config=BcResNetConfig()):
@@ -62,7 +62,7 @@ def _block(x, filters, stride, dilation, dropout_rate, transition, name):
     f1 = batch_norm(f"{name}_temporal_bn")(f1)
     f1 = keras.layers.ReLU(name=f"{name}_temporal_relu")(f1)
     f1 = keras.layers.Conv2D(filters, (1, 1), use_bias=False, name=f"{name}_pointwise")(f1)
-    f1 = keras.layers.Dropout(dropout_rate, name=f"{name}_dropout")(f1)
+    f1 = dropout(dropout_rate, name=f"{name}_dropout")(f1)
     x = f2 if shortcut is None else keras.layers.Add(name=f"{name}_add_shortcut")([shortcut, f2])
     x = keras.layers.Add(name=f"{name}_add_broadcast")([x, f1])
     return keras.layers.ReLU(name=f"{name}_relu")(x)

@@ -13,7 +13,7 @@ max-pool 2x2 stride 2 SAME -> conv 10x4, 64 filters, SAME -> ReLU -> dropout
 from microkws._tensorflow import keras
 
 from microkws.models.configs import ConvConfig
-from microkws.models._common import check_config, fingerprint_input, flatten, original_init
+from microkws.models._common import check_config, dropout, fingerprint_input, flatten, original_init
 
 
 def build(*, input_shape, label_count, dropout_rate=0.5, config=ConvConfig()):
@@ -28,7 +28,7 @@ def build(*, input_shape, label_count, dropout_rate=0.5, config=ConvConfig()):
         kernel_initializer=original_init(),
         name="conv_1",
     )(x)
-    x = keras.layers.Dropout(dropout_rate, name="dropout_1")(x)
+    x = dropout(dropout_rate, name="dropout_1")(x)
     x = keras.layers.MaxPooling2D(config.pool, strides=config.pool, padding="same", name="max_pool")(x)
     x = keras.layers.Conv2D(
         config.second_filters,
@@ -38,7 +38,7 @@ def build(*, input_shape, label_count, dropout_rate=0.5, config=ConvConfig()):
         kernel_initializer=original_init(),
         name="conv_2",
     )(x)
-    x = keras.layers.Dropout(dropout_rate, name="dropout_2")(x)
+    x = dropout(dropout_rate, name="dropout_2")(x)
     x = flatten(x, name="flatten")
     logits = keras.layers.Dense(label_count, kernel_initializer=original_init(), name="logits")(x)
     return keras.Model(inputs, logits, name="conv")

@@ -26,7 +26,7 @@ The parameter count does not depend on the input size: for 4 labels it is
 from microkws._tensorflow import keras
 
 from microkws.models.configs import DsCnnConfig
-from microkws.models._common import batch_norm, check_config, fingerprint_input, flatten
+from microkws.models._common import batch_norm, check_config, dropout, fingerprint_input, flatten
 
 
 def build(*, input_shape, label_count, dropout_rate=0.4, config=DsCnnConfig()):
@@ -47,7 +47,7 @@ def build(*, input_shape, label_count, dropout_rate=0.4, config=DsCnnConfig()):
         name="conv",
     )(x)
     x = _bn_relu(x, "conv")
-    x = keras.layers.Dropout(config.first_dropout_rate, name="conv_dropout")(x)
+    x = dropout(config.first_dropout_rate, name="conv_dropout")(x)
 
     for i in range(1, config.blocks + 1):
         x = keras.layers.DepthwiseConv2D(
@@ -66,7 +66,7 @@ def build(*, input_shape, label_count, dropout_rate=0.4, config=DsCnnConfig()):
         )(x)
         x = _bn_relu(x, f"block_{i}_pointwise")
 
-    x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
+    x = dropout(dropout_rate, name="dropout")(x)
     x = keras.layers.AveragePooling2D(pool_size=x.shape[1:3], name="average_pool")(x)
     x = flatten(x, name="flatten")
     logits = keras.layers.Dense(label_count, name="logits")(x)

@@ -13,7 +13,7 @@ convolution has a ReLU. Dropout follows the ReLU and each hidden dense layer.
 from microkws._tensorflow import keras
 
 from microkws.models.configs import LowLatencyConvConfig
-from microkws.models._common import check_config, fingerprint_input, flatten, original_init
+from microkws.models._common import check_config, dropout, fingerprint_input, flatten, original_init
 
 
 def build(*, input_shape, label_count, dropout_rate=0.5, config=LowLatencyConvConfig()):
@@ -29,11 +29,11 @@ def build(*, input_shape, label_count, dropout_rate=0.5, config=LowLatencyConvCo
         kernel_initializer=original_init(),
         name="conv",
     )(x)
-    x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
+    x = dropout(dropout_rate, name="dropout")(x)
     x = flatten(x, name="flatten")
     for i, units in enumerate(config.hidden_units, start=1):
         # No activation here: the original stacks these dense layers linearly.
         x = keras.layers.Dense(units, kernel_initializer=original_init(), name=f"dense_{i}")(x)
-        x = keras.layers.Dropout(dropout_rate, name=f"dense_{i}_dropout")(x)
+        x = dropout(dropout_rate, name=f"dense_{i}_dropout")(x)
     logits = keras.layers.Dense(label_count, kernel_initializer=original_init(), name="logits")(x)
     return keras.Model(inputs, logits, name="low_latency_conv")

@@ -29,7 +29,7 @@ hundreds of times slower on CPU, through XLA.)
 from microkws._tensorflow import keras
 
 from microkws.models.configs import LowLatencySvdfConfig
-from microkws.models._common import StaticReshape, check_config, fingerprint_input, flatten, original_init
+from microkws.models._common import StaticReshape, check_config, dropout, fingerprint_input, flatten, original_init
 
 
 def build(*, input_shape, label_count, dropout_rate=0.5, config=LowLatencySvdfConfig()):
@@ -54,10 +54,10 @@ def build(*, input_shape, label_count, dropout_rate=0.5, config=LowLatencySvdfCo
         name="svdf_time",
     )(x)
     x = flatten(x, name="flatten")
-    x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
+    x = dropout(dropout_rate, name="dropout")(x)
     for i, units in enumerate(config.hidden_units, start=1):
         # No activation here: the original stacks these dense layers linearly.
         x = keras.layers.Dense(units, kernel_initializer=original_init(), name=f"dense_{i}")(x)
-        x = keras.layers.Dropout(dropout_rate, name=f"dense_{i}_dropout")(x)
+        x = dropout(dropout_rate, name=f"dense_{i}_dropout")(x)
     logits = keras.layers.Dense(label_count, kernel_initializer=original_init(), name="logits")(x)
     return keras.Model(inputs, logits, name="low_latency_svdf")

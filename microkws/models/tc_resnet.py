@@ -16,7 +16,7 @@ AVERAGE_POOL_2D, RESHAPE, FULLY_CONNECTED (batch norms fold into the convolution
 from microkws._tensorflow import keras
 
 from microkws.models.configs import TcResNetConfig
-from microkws.models._common import StaticReshape, batch_norm, check_config, fingerprint_input, flatten
+from microkws.models._common import StaticReshape, batch_norm, check_config, dropout, fingerprint_input, flatten
 
 
 def build(*, input_shape, label_count, dropout_rate=0.1, config=TcResNetConfig()):
@@ -29,7 +29,7 @@ def build(*, input_shape, label_count, dropout_rate=0.1, config=TcResNetConfig()
     x = keras.layers.ReLU(name="conv_relu")(x)
     for i, filters in enumerate(config.block_filters, start=1):
         x = _block(x, filters, config.kernel, config.separable, f"block_{i}")
-    x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
+    x = dropout(dropout_rate, name="dropout")(x)
     x = keras.layers.AveragePooling2D(pool_size=x.shape[1:3], name="average_pool")(x)
     x = flatten(x, name="flatten")
     logits = keras.layers.Dense(label_count, name="logits")(x)

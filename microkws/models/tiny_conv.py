@@ -9,7 +9,7 @@ conv 10x8x1x8 + 8, SAME, stride 2 -> 25x20x8; dense 4000x4 + 4;
 from microkws._tensorflow import keras
 
 from microkws.models.configs import TinyConvConfig
-from microkws.models._common import check_config, fingerprint_input, flatten, original_init
+from microkws.models._common import check_config, dropout, fingerprint_input, flatten, original_init
 
 
 def build(*, input_shape, label_count, dropout_rate=0.5, config=TinyConvConfig()):
@@ -25,7 +25,7 @@ def build(*, input_shape, label_count, dropout_rate=0.5, config=TinyConvConfig()
         kernel_initializer=original_init(),
         name="conv",
     )(x)
-    x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
+    x = dropout(dropout_rate, name="dropout")(x)
     x = flatten(x, name="flatten")
     logits = keras.layers.Dense(label_count, kernel_initializer=original_init(), name="logits")(x)
     return keras.Model(inputs, logits, name="tiny_conv")

@@ -10,7 +10,7 @@ conv 10x8x8x8 + 8, SAME, stride 8 -> 4x3x8; dense 96x4 + 4;
 from microkws._tensorflow import keras
 
 from microkws.models.configs import TinyEmbeddingConvConfig
-from microkws.models._common import check_config, fingerprint_input, flatten, original_init
+from microkws.models._common import check_config, dropout, fingerprint_input, flatten, original_init
 
 
 def build(*, input_shape, label_count, dropout_rate=0.5, config=TinyEmbeddingConvConfig()):
@@ -33,7 +33,7 @@ def build(*, input_shape, label_count, dropout_rate=0.5, config=TinyEmbeddingCon
             kernel_initializer=original_init(),
             name=f"conv_{i}",
         )(x)
-        x = keras.layers.Dropout(dropout_rate, name=f"dropout_{i}")(x)
+        x = dropout(dropout_rate, name=f"dropout_{i}")(x)
     x = flatten(x, name="flatten")
     logits = keras.layers.Dense(label_count, kernel_initializer=original_init(), name="logits")(x)
     return keras.Model(inputs, logits, name="tiny_embedding_conv")
