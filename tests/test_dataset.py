@@ -287,6 +287,31 @@ def test_augment_clips_to_unit_range():
     assert out.max() <= 1.0
 
 
+@pytest.mark.parametrize("config", [
+    AugmentConfig(background_volume=0.5),  # loud noise on loud speech: many samples clip
+    AugmentConfig(gain_db=12, background_snr_db=(-5, 20), speed_perturbation=0.1),
+    AugmentConfig(frontend_warmup_ms=100, silence_volume=2.0),
+], ids=["volume", "snr-gain-speed", "warmup"])
+@pytest.mark.parametrize("dtype", ["int16", "float32"])
+def test_augment_straight_to_int16_is_to_int16_of_the_float_batch(config, dtype):
+    """augment(int16=True) mixes in units of 1/32768: bit for bit to_int16 of the float result."""
+    from microkws.audio import to_int16
+
+    rng = np.random.default_rng(3)
+    clips = (rng.normal(0, 9000, size=(64, 16000)).clip(-32768, 32767)).astype(np.int16)
+    clips = clips if dtype == "int16" else (clips / np.float32(32768)).astype(np.float32)
+    backgrounds = [rng.normal(0, 0.3, size=40000).astype(np.float32), rng.uniform(-1, 1, 20000).astype(np.float32)]
+    is_silence = np.arange(64) % 5 == 0
+
+    def made(int16):
+        return augment(clips, is_silence, backgrounds, config, sample_rate=16000, rng=np.random.default_rng(7),
+                       lead_samples=1600 if config.frontend_warmup_ms else 0, int16=int16)
+
+    expected, direct = to_int16(made(False)), made(True)
+    assert direct.dtype == np.int16 and np.sum(np.abs(expected) == 32767) > 100  # the clipping is exercised
+    np.testing.assert_array_equal(direct, expected)
+
+
 def test_augment_lead_carries_each_rows_own_background_back_for_a_uniform_share():
     """frontend_warmup_ms: the clip sits at the end of a longer row, and the row's own noise (the same
     recording and level) runs back into the lead for 0..lead samples, zeros before; 0 changes nothing."""

@@ -24,7 +24,6 @@ import threading
 
 import numpy as np
 
-from microkws.audio import to_int16
 from microkws.dataset.augment import augment, mask_features
 from microkws.dataset.labels import SILENCE_LABEL, UNKNOWN_LABEL
 from microkws.features import compute_features
@@ -119,8 +118,9 @@ class TrainingBatches:
             sample_rate=self.feature_config.sample_rate,
             rng=rng,
             lead_samples=self.lead_frames * self.feature_config.window_stride_samples,
+            int16=True,
         )
-        features = compute_features(to_int16(audio), self.feature_config)[:, self.lead_frames:]
+        features = compute_features(audio, self.feature_config)[:, self.lead_frames:]
         if self.augment_config.time_masks or self.augment_config.frequency_masks:
             features = mask_features(features, self.augment_config, rng)
         features = features.reshape(len(rows), -1)
