@@ -239,26 +239,3 @@ def test_dataset_errors_are_one_line(sample_dir, args, message):
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0]
-
-
-@pytest.mark.slow  # a training run in a new process
-def test_train_gives_tiny_conv_one_op_thread_and_a_user_setting_wins(tmp_path, sample_dir):
-    """microkws.train.threads: the command's process starts TensorFlow with the thread count its model
-    trains best with (one for tiny_conv, whose producers need the other core); TF_NUM_INTRAOP_THREADS wins."""
-    from conftest import make_mini_dataset
-
-    from microkws.train.threads import training_op_threads
-
-    assert training_op_threads("tiny_conv", cores=2) == 1 and training_op_threads("ds_cnn", cores=2) == 2
-    root = make_mini_dataset(tmp_path / "data", sample_dir)
-    args = ("train", "--data_dir", root, "--wanted_words", "up,down", "--model_architecture", "tiny_conv",
-            "--how_many_training_steps", "2", "--learning_rate", "0.001", "--eval_step_interval", "2", "--export", "0",
-            "--calibrate", "0", "--no_progress",
-            "--verbosity", "debug")
-    result = run_cli(*args, "--train_dir", tmp_path / "run")
-    assert result.returncode == 0, result.stderr[-1500:]
-    assert "TensorFlow's ops get 1 thread(s)" in result.stderr
-    chosen = subprocess.run([sys.executable, "-m", "microkws", *map(str, args), "--train_dir", tmp_path / "run2"],
-                            capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TF_NUM_INTRAOP_THREADS": "2"})
-    assert chosen.returncode == 0 and "TensorFlow's ops get" not in chosen.stderr, chosen.stderr[-1500:]

@@ -96,7 +96,6 @@ def run_settings(args):
 
 def run(args):
     from microkws.pipeline import train_and_export
-    from microkws.train.threads import training_op_threads, use_op_threads
 
     logging.getLogger().setLevel(VERBOSITY[args.verbosity])
     config = run_settings(args)
@@ -108,7 +107,6 @@ def run(args):
         download_archive(archive, dest=os.path.dirname(data_dir), progress=not args.no_progress)
     if args.summaries_dir and os.path.exists(args.summaries_dir) and not os.path.isdir(args.summaries_dir):
         raise UserError(f"{args.summaries_dir}: --summaries_dir is a file; name a folder")
-    use_op_threads(training_op_threads(config.train.model_architecture))
     metrics = train_and_export(
         args.train_dir, data_config=config.data, feature_config=config.features, augment_config=config.augment,
         train_config=config.train, start_checkpoint=args.start_checkpoint or None,
