@@ -324,7 +324,7 @@ def test_a_run_exported_again_says_its_detection_json_is_stale(calibration, run_
 
 @pytest.mark.slow  # trains a short run
 def test_train_calibrates_at_the_end_and_keeps_a_run_that_misses_the_target(sample_dir, tmp_path, monkeypatch,
-                                                                            capsys):
+                                                                            capsys, caplog):
     import functools
 
     from conftest import make_mini_dataset
@@ -344,13 +344,14 @@ def test_train_calibrates_at_the_end_and_keeps_a_run_that_misses_the_target(samp
     assert written["target_false_accepts_per_hour"] == 0.001 and written["stream"]["duration_s"] == 20
     assert written["met"] == (written["chosen"]["false_accepts_per_hour"] <= 0.001)
     assert json.loads((run / "device_report.json").read_text())["detection"]["met"] == written["met"]
-    out, err = capsys.readouterr()
+    out = capsys.readouterr().out
     assert "detection: threshold" in out
     # Where the command's time went, the export with its verification and the calibration included.
     timing = re.search(r"^time: ([\d.]+) s: load data [\d.]+ s, steps .* export verify [\d.]+ s, calibrate ([\d.]+) s$",
                        out, re.MULTILINE)
     assert timing and 0 < float(timing.group(2)) < float(timing.group(1)), out
-    assert ("no detection setting meets 0.001 false accepts per hour" in err) != written["met"]
+    # A warning through logging (which pytest captures apart from stderr), not an error: the run is kept.
+    assert ("no detection setting meets 0.001 false accepts per hour" in caplog.text) != written["met"]
     assert main(["train", *TUTORIAL, "--data_dir", str(data), "--train_dir", str(tmp_path / "off"),
                  "--how_many_training_steps", "4", "--learning_rate", "0.01", "--batch_size", "8",
                  "--eval_step_interval", "4", "--save_step_interval", "4", "--no_progress", "--calibrate", "0"]) == 0
