@@ -10,8 +10,8 @@ import os
 import time
 
 from microkws.device import verify
-from microkws.device.firmware import SETTINGS_FILE
 from microkws.device.budget import check_budget, model_costs
+from microkws.device.firmware import SETTINGS_FILE
 from microkws.export import export_run
 from microkws.report import write_report_or_warn
 from microkws.streaming.calibrate import DEFAULT_FALSE_ACCEPTS_PER_HOUR, calibrate_run
@@ -29,7 +29,7 @@ def export_and_verify(run_dir, *, verify_model=True, progress=True, **export_opt
     if the model is byte for byte the one they describe: firmware built from a stale header would get
     the wrong arena size or op list.
     """
-    before = _read_or_none(os.path.join(run_dir, TFLITE_FILE))
+    before = None if verify_model else _read_or_none(os.path.join(run_dir, TFLITE_FILE))
     exported = export_run(run_dir, progress=progress, **export_options)
     report = None
     if verify_model:

@@ -180,17 +180,23 @@ def launch(data_dir, search_dir, *extra, log):
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def launch_until_trial_0_trains(data_dir, search_dir, extra, log_path, *, seconds):
+    """`launch` the search, logging to `log_path`, and return its process once trial 0 has its run folder."""
+    with open(log_path, "w") as log:
+        process = launch(data_dir, search_dir, *extra, log=log)
+    deadline = time.monotonic() + seconds
+    while not (search_dir / "trials" / "trial-0000" / "config.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.05)
+    return process
+
+
 @pytest.mark.slow
 def test_kill_9_then_the_same_command_finishes_the_search(mini_dataset, tmp_path):
     search_dir = tmp_path / "search"
     # esp32s3's budget fits the whole space: every trial trains.
     extra = ("--board", "esp32s3", "--trials", "2", "--steps_per_trial", "60", "--final_steps", "20", "--calibrate", "0")
-    with open(tmp_path / "first.log", "w") as log:
-        process = launch(mini_dataset, search_dir, *extra, log=log)
-    deadline = time.monotonic() + 180
-    while not (search_dir / "trials" / "trial-0000" / "config.json").exists():
-        assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
-        time.sleep(0.05)
+    process = launch_until_trial_0_trains(mini_dataset, search_dir, extra, tmp_path / "first.log", seconds=180)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()  # reaped: its pid is no longer alive
     assert [t.state for t in load_study(search_dir).trials] == [optuna.trial.TrialState.RUNNING], \
@@ -231,12 +237,7 @@ def test_kill_9_of_one_worker_among_two(mini_dataset, tmp_path):
     search_dir = tmp_path / "search"
     extra = ("--board", "esp32s3", "--workers", "2", "--trials", "3", "--steps_per_trial", "60",
              "--final_steps", "20", "--calibrate", "0")
-    with open(tmp_path / "first.log", "w") as log:
-        process = launch(mini_dataset, search_dir, *extra, log=log)
-    deadline = time.monotonic() + 240
-    while not (search_dir / "trials" / "trial-0000" / "config.json").exists():
-        assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
-        time.sleep(0.05)
+    process = launch_until_trial_0_trains(mini_dataset, search_dir, extra, tmp_path / "first.log", seconds=240)
     victim = load_study(search_dir).trials[0]
     os.kill(victim.user_attrs["pid"], signal.SIGKILL)  # that worker only, not the command's process group
     assert process.wait() == 2, (tmp_path / "first.log").read_text()

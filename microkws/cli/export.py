@@ -34,8 +34,9 @@ def add_arguments(parser):
              help="input steps per feature unit, as toco (default: the device's mapping)")
     add_flag(conversion, "--c_name", default="g_model", metavar="NAME",
              help="C name of the model array in model_data.cc (default: %(default)s)")
-    add_flag(conversion, "--no_verify", action="store_true", help="skip running the model on TFLM afterwards: no device_report.json or model_settings.h "
-             "(`microkws verify TRAIN_DIR` writes them)")
+    add_flag(conversion, "--no_verify", action="store_true",
+             help="skip running the model on TFLM afterwards: no device_report.json or model_settings.h "
+                  "(`microkws verify TRAIN_DIR` writes them)")
     add_flag(parser, "--no_progress", action="store_true", help="no progress bars")
 
 
