@@ -366,3 +366,47 @@ def test_augment_speed_perturbation_is_drawn_only_when_asked():
     assert len({row.tobytes() for row in varied}) == 50
     with pytest.raises(UserError, match="speed_perturbation"):
         AugmentConfig(speed_perturbation=0.6)
+
+
+@pytest.mark.parametrize("simd", [True, False], ids=["simd", "portable"])
+@pytest.mark.parametrize("case", ["shifts", "lead", "short-noise", "no-noise", "gain-loud"])
+def test_augment_kernel_is_numpy_bit_for_bit(case, simd, monkeypatch):
+    """augment()'s int16 rows come from one C pass per row (dataset/_mix.c): the same values as the numpy
+    rows, clipped and cast, and the same random stream, on both code paths and every segment layout."""
+    import importlib
+
+    from microkws.dataset import _mix
+
+    module = importlib.import_module("microkws.dataset.augment")
+
+    rng = np.random.default_rng(11)
+    length = 4000
+    clips = rng.normal(0, 12000, size=(200, length)).clip(-32768, 32767).astype(np.int16)
+    backgrounds = [rng.normal(0, 0.4, size=30000).astype(np.float32), rng.uniform(-1, 1, 9000).astype(np.float32)]
+    config, lead = {
+        "shifts": (AugmentConfig(time_shift_ms=249, background_volume=0.6), 0),  # shifts up to the whole clip
+        "lead": (AugmentConfig(frontend_warmup_ms=300, time_shift_ms=100, silence_volume=1.5), 4800),
+        "short-noise": (AugmentConfig(frontend_warmup_ms=400), 6400),  # rows longer than the 9,000-sample noise
+        "no-noise": (AugmentConfig(background_frequency=0.0, gain_db=20), 0),
+        "gain-loud": (AugmentConfig(gain_db=30, background_volume=1.0, background_frequency=1.0), 800),
+    }[case]
+    is_silence = rng.random(200) < 0.2
+    monkeypatch.setattr(module, "_mix", type("Kernel", (), {
+        "mix_rows": staticmethod(lambda *args: _mix.mix_rows(*args, simd))}))
+
+    def made(kernel):
+        generator = np.random.default_rng(5)
+        if kernel:
+            out = augment(clips, is_silence, backgrounds, config, sample_rate=16000, rng=generator,
+                          lead_samples=lead, int16=True)
+        else:
+            # Float clips take the numpy rows.
+            out = augment(clips.astype(np.float32) / np.float32(32768), is_silence, backgrounds, config,
+                          sample_rate=16000, rng=generator, lead_samples=lead, int16=True)
+        return out, generator.random()
+
+    (fast, after_fast), (slow, after_slow) = made(True), made(False)
+    assert fast.dtype == np.int16 and fast.shape == (200, lead + length)
+    assert np.any(fast == 32767) and np.any(fast == -32768)  # saturation is exercised
+    np.testing.assert_array_equal(fast, slow)
+    assert after_fast == after_slow  # the same draws, in the same order

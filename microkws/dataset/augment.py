@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from microkws.dataset import _mix
 from microkws.errors import UserError
 
 
@@ -149,27 +150,54 @@ def augment(clips, is_silence, backgrounds, config, *, sample_rate, rng, lead_sa
         0.0,
     )
     volumes = np.where(is_silence, rng.uniform(0, config.silence_volume, size=count), volumes).astype(np.float32)
-    # Row by row: slices and in-place adds beat whole-batch fancy indexing by several times.
-    out = np.zeros((count, lead + length), dtype=np.float32)
     snrs = None if config.background_snr_db is None else rng.uniform(*config.background_snr_db, size=count)
     # Heard before the window: a uniform share of the lead, so fresh and settled frontends both occur.
     heard = rng.integers(0, lead + 1, size=count) if lead else np.zeros(count, dtype=int)
     # Drawn last, and only when asked, so runs without it keep their random streams.
     speeds = (rng.uniform(1 - config.speed_perturbation, 1 + config.speed_perturbation, size=count)
               if config.speed_perturbation else np.ones(count))
-    for row in range(count):
-        if not is_silence[row]:
-            clip = change_speed(clips[row] * (scale * gains[row]), float(speeds[row]))
-            _shift_into(out[row, lead:], clip, int(shifts[row]))
-        if backgrounds and volumes[row] > 0:
-            piece = _random_slice(backgrounds, lead + length, rng)
-            volume = (volumes[row] * unit if snrs is None or is_silence[row]
-                      else _snr_volume(out[row, lead:], piece[lead:], snrs[row]))
-            quiet = lead - heard[row]
-            out[row, quiet:len(piece)] += volume * piece[quiet:]
+    draws = dict(shifts=shifts, gains=scale * gains, volumes=volumes, snrs=snrs, starts=lead - heard, speeds=speeds)
+    if int16 and clips.dtype == np.int16 and snrs is None and not config.speed_perturbation:
+        return _mix_in_c(clips, is_silence, backgrounds, draws, lead, unit, rng)
+    out = _mix_in_numpy(clips, is_silence, backgrounds, draws, lead, unit, rng)
     if int16:  # clipping to the int16 range, then the cast's truncation: to_int16's trunc(x * 32768)
         return np.clip(out, -32768, 32767, out=out).astype(np.int16)
     return np.clip(out, -1.0, 1.0, out=out)
+
+
+def _mix_in_numpy(clips, is_silence, backgrounds, draws, lead, unit, rng):
+    """The rows of augment() as float32 [n, lead + samples], before clipping."""
+    count, length = clips.shape
+    # Row by row: slices and in-place adds beat whole-batch fancy indexing by several times.
+    out = np.zeros((count, lead + length), dtype=np.float32)
+    for row in range(count):
+        if not is_silence[row]:
+            clip = change_speed(clips[row] * draws["gains"][row], float(draws["speeds"][row]))
+            _shift_into(out[row, lead:], clip, int(draws["shifts"][row]))
+        if backgrounds and draws["volumes"][row] > 0:
+            piece = _random_slice(backgrounds, lead + length, rng)
+            volume = (draws["volumes"][row] * unit if draws["snrs"] is None or is_silence[row]
+                      else _snr_volume(out[row, lead:], piece[lead:], draws["snrs"][row]))
+            quiet = draws["starts"][row]
+            out[row, quiet:len(piece)] += volume * piece[quiet:]
+    return out
+
+
+def _mix_in_c(clips, is_silence, backgrounds, draws, lead, unit, rng):
+    """augment()'s int16 rows, bit for bit those of _mix_in_numpy then the clip and cast, in one pass per row
+    (microkws/dataset/_mix.c); the noise slices are drawn here, in the same order, so the random stream
+    is the same."""
+    count, length = clips.shape
+    volumes = draws["volumes"]
+    noises = [None] * count
+    if backgrounds:
+        for row in np.flatnonzero(volumes > 0):
+            noises[row] = _random_slice(backgrounds, lead + length, rng)
+    out = np.empty((count, lead + length), dtype=np.int16)
+    _mix.mix_rows(out, np.ascontiguousarray(clips), np.ascontiguousarray(~is_silence, dtype=np.uint8),
+                  np.asarray(draws["shifts"], dtype=np.int64), np.asarray(draws["gains"], dtype=np.float32),
+                  noises, np.asarray(draws["starts"], dtype=np.int64), (volumes * unit).astype(np.float32), lead)
+    return out
 
 
 def _gains(config, count, rng):
