@@ -17,13 +17,14 @@ from microkws.errors import UserError
 from microkws.features import (
     FeatureConfig,
     MicroFrontend,
+    compute_features,
     micro_features,
     to_int8,
     to_training_scale,
 )
 from microkws.features import _frontend
 from microkws.features.config import MICRO_FRONTEND_OPTIONS
-from microkws.features.micro import _plan
+from microkws.features.micro import _plan, snap_to_device_grid, training_values
 
 SPEECH_CLIPS = 130  # real recordings checked against the op, spread over all words
 RNG_SEED = 1234
@@ -391,6 +392,26 @@ def test_to_training_scale():
     scaled = to_training_scale(np.array([0, 256, 666, 65535], np.uint16))
     assert scaled.dtype == np.float32
     np.testing.assert_array_equal(scaled, np.float32([0.0, 10.0, 666 * 10 / 256, 65535 * 10 / 256]))
+
+
+@pytest.mark.parametrize("device_grid", [False, True])
+def test_training_values_are_the_separate_steps_bit_for_bit(device_grid):
+    every = np.arange(1 << 16, dtype=np.uint16).reshape(64, 32, 32)
+    expected = to_training_scale(every)
+    expected = snap_to_device_grid(expected) if device_grid else expected
+    out = np.full(every.shape, np.nan, np.float32)
+    assert training_values(every, device_grid=device_grid, out=out) is out
+    np.testing.assert_array_equal(out.view(np.uint32), expected.view(np.uint32))
+
+
+def test_compute_features_skips_frames_and_writes_into_out(speech):
+    clips = np.stack(speech[1][:6])
+    config = FeatureConfig()
+    whole = snap_to_device_grid(to_training_scale(micro_features(clips, config)))
+    out = np.empty((6, config.spectrogram_length - 3, config.feature_bin_count), np.float32)
+    assert compute_features(clips, config, device_grid=True, skip_frames=3, out=out) is out
+    np.testing.assert_array_equal(out, whole[:, 3:])
+    np.testing.assert_array_equal(compute_features(clips, config), to_training_scale(micro_features(clips, config)))
 
 
 def test_audio_to_int16_edge_values():

@@ -21,22 +21,29 @@ __all__ = [
 ]
 
 
-def compute_features(clips, config):
+def compute_features(clips, config, *, device_grid=False, skip_frames=0, out=None):
     """Features of int16 clips [n, samples] (or one clip [samples]) as float32 [..., frames, bins].
 
-    micro: the frontend's uint16 output times 10/256 (0-26), as the original trained.
+    micro: the frontend's uint16 output times 10/256 (0-26), as the original trained; with
+    `device_grid`, snapped to the device's int8 input grid (micro.snap_to_device_grid).
     mfcc / average: the original's TensorFlow spectrogram modes on clips / 32768.
+    `skip_frames`: leave out each clip's first frames (a warmed-up frontend's lead). `out`: a float32
+    array of the result's shape to write into (a batch producer's share of a larger array).
     """
     clips = np.asarray(clips)
     if clips.dtype != np.int16:
         raise TypeError(f"compute_features expects int16 clips, got {clips.dtype}")
     if config.preprocess == "micro":
-        from microkws.features.micro import micro_features, to_training_scale
+        from microkws.features.micro import micro_features, training_values
 
-        return to_training_scale(micro_features(clips, config))
+        return training_values(micro_features(clips, config)[..., skip_frames:, :], device_grid=device_grid, out=out)
+    from microkws.features.micro import snap_to_device_grid
     from microkws.features.spectral import average_features, mfcc_features
 
     audio = clips.astype(np.float32) / 32768
-    if config.preprocess == "mfcc":
-        return mfcc_features(audio, config)
-    return average_features(audio, config)
+    features = (mfcc_features if config.preprocess == "mfcc" else average_features)(audio, config)[..., skip_frames:, :]
+    features = snap_to_device_grid(features) if device_grid else features
+    if out is None:
+        return features
+    out[...] = features
+    return out

@@ -129,6 +129,20 @@ def snap_to_device_grid(features):
     return (levels * INT8_INPUT_SCALE).astype(np.float32)
 
 
+def training_values(features, *, device_grid=False, out=None):
+    """to_training_scale of uint16 frontend output (any shape), then snap_to_device_grid with
+    `device_grid`: the same float32 operations, in place in one array (`out` when given), so a batch
+    producer writes its share of a pool without the copies between them."""
+    out = np.multiply(features, np.float32(TRAINING_SCALE), out=out, dtype=np.float32)
+    if device_grid:
+        np.divide(out, INT8_INPUT_SCALE, out=out)
+        np.add(out, 0.5, out=out)
+        np.floor(out, out=out)
+        np.clip(out, 0, 255, out=out)
+        np.multiply(out, INT8_INPUT_SCALE, out=out)
+    return out
+
+
 @lru_cache(maxsize=16)
 def _plan(config):
     """The C tables of a configuration, built once."""

@@ -27,7 +27,6 @@ import numpy as np
 from microkws.dataset.augment import augment, mask_features
 from microkws.dataset.labels import SILENCE_LABEL, UNKNOWN_LABEL
 from microkws.features import compute_features
-from microkws.features.micro import snap_to_device_grid
 
 PRODUCER_THREADS = 2
 """Threads making examples ahead of the step. With one, the step waited on it: its numpy
@@ -103,8 +102,9 @@ class TrainingBatches:
         features, labels, slots = self._pool(step // POOL_STEPS)
         return features[slots[step % POOL_STEPS]], labels[slots[step % POOL_STEPS]]
 
-    def examples(self, rows, rng):
-        """Freshly augmented and featurised examples of training rows `rows`: (features, labels)."""
+    def examples(self, rows, rng, out=None):
+        """Freshly augmented and featurised examples of training rows `rows`: (features, labels).
+        `out`: a float32 [len(rows), frames * bins] array the features are written into."""
         labels = self.labels[rows]
         clips = self.clips[rows]
         unknown = labels == self.unknown_id
@@ -120,13 +120,15 @@ class TrainingBatches:
             lead_samples=self.lead_frames * self.feature_config.window_stride_samples,
             int16=True,
         )
-        features = compute_features(audio, self.feature_config)[:, self.lead_frames:]
+        shape = (len(rows), *self.feature_config.shape)
+        if out is None:
+            out = np.empty((len(rows), self.feature_config.fingerprint_size), np.float32)
+        # Masks set features to 0, which the device grid keeps, so masking after snapping is the same.
+        features = compute_features(audio, self.feature_config, device_grid=self.device_grid,
+                                    skip_frames=self.lead_frames, out=out.reshape(shape))
         if self.augment_config.time_masks or self.augment_config.frequency_masks:
-            features = mask_features(features, self.augment_config, rng)
-        features = features.reshape(len(rows), -1)
-        if self.device_grid:
-            features = snap_to_device_grid(features)
-        return features, labels
+            features[...] = mask_features(features, self.augment_config, rng)
+        return out, labels
 
     def _rows(self, rng, count):
         if self.rows_of_label is None:
@@ -154,12 +156,15 @@ class TrainingBatches:
             source[slots] = len(made_rows) + uses
             made_rows.extend(rows[fresh])
         made_rows = np.asarray(made_rows)
-        # Batch-sized parts, each from its own seed, so the threads can share them.
-        parts = [(made_rows[start:start + self.batch_size], np.random.default_rng([self.seed, pool, part + 1]))
+        # Batch-sized parts, each from its own seed, so the threads can share them; each writes its
+        # share of one array.
+        features = np.empty((len(made_rows), self.feature_config.fingerprint_size), np.float32)
+        parts = [(made_rows[start:start + self.batch_size], np.random.default_rng([self.seed, pool, part + 1]),
+                  features[start:start + self.batch_size])
                  for part, start in enumerate(range(0, len(made_rows), self.batch_size))]
         made = list(executor.map(lambda part: self.examples(*part), parts) if executor else
                     (self.examples(*part) for part in parts))
-        features, labels = (np.concatenate(column) for column in zip(*made))
+        labels = np.concatenate([part_labels for _, part_labels in made])
         result = (features, labels, source.reshape(POOL_STEPS, self.batch_size))
         with self._pool_lock:
             self._last_pool = (pool, result)

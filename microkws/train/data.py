@@ -16,7 +16,6 @@ from microkws.dataset import (
 )
 from microkws.errors import UserError
 from microkws.features import compute_features
-from microkws.features.micro import snap_to_device_grid
 from microkws.train.batches import TrainingBatches
 
 
@@ -89,8 +88,8 @@ def load_examples(config, *, progress):
                                        seed=config.train.seed, progress=progress, loaded=loaded)
         if not len(clips):
             return (None, labels), clips
-        features = compute_features(clips, features_config).reshape(len(clips), -1)
-        return ((snap_to_device_grid(features) if config.device_grid else features), labels), clips
+        features = compute_features(clips, features_config, device_grid=config.device_grid)
+        return (features.reshape(len(clips), -1), labels), clips
 
     # Each file is read once: the test partition's clips are all among those of its every-unknown set,
     # and the training partition's unknown clips among the pool of other words (read after it, so the
