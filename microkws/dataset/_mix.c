@@ -7,8 +7,9 @@
  *
  * Our own code rather than a library's: no array library fuses this chain
  * without a compiler at run time, and it must give numpy's result bit for
- * bit (tests/test_augment_kernel.py), so that a run's batches do not depend
- * on which path made them. The rules that keep it exact:
+ * bit (tests/test_dataset.py::test_augment_kernel_is_numpy_bit_for_bit), so
+ * that a run's batches do not depend on which path made them. The rules
+ * that keep it exact:
  *  - every product and sum is rounded to float as numpy's float32 arrays
  *    are: built with -ffp-contract=off, so no product and sum fuse into an
  *    FMA (whose single rounding would differ);

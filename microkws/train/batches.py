@@ -2,8 +2,8 @@
 
 The original spent most of each step computing features one clip per session call. Here examples are
 augmented (random draws in numpy, the mix in C: dataset.augment) and featurised by the batched frontend
-in background threads while the model trains. Batch `step` depends only on (seed, step), so a resumed run sees exactly the batches an
-uninterrupted one would.
+in background threads while the model trains. Batch `step` depends only on (seed, step), so a resumed
+run sees exactly the batches an uninterrupted one would.
 
 Fresh draws every step, or a pool: featurising a 100-clip batch costs more CPU than tiny_conv's whole
 step, yet on a small data set a long recipe draws each clip many times (the tutorial's 18,000 steps on
