@@ -24,7 +24,13 @@ from microkws.features import (
 )
 from microkws.features import _frontend
 from microkws.features.config import MICRO_FRONTEND_OPTIONS
-from microkws.features.micro import _plan, snap_to_device_grid, training_values
+from microkws.features.micro import (
+    INT8_INPUT_SCALE,
+    TRAINING_SCALE,
+    _plan,
+    snap_to_device_grid,
+    training_values,
+)
 
 SPEECH_CLIPS = 130  # real recordings checked against the op, spread over all words
 RNG_SEED = 1234
@@ -397,8 +403,14 @@ def test_to_training_scale():
 @pytest.mark.parametrize("device_grid", [False, True])
 def test_training_values_are_the_separate_steps_bit_for_bit(device_grid):
     every = np.arange(1 << 16, dtype=np.uint16).reshape(64, 32, 32)
-    expected = to_training_scale(every)
-    expected = snap_to_device_grid(expected) if device_grid else expected
+    # The separate steps as numpy expressions, each a new array.
+    expected = every.astype(np.float32) * np.float32(TRAINING_SCALE)
+    if device_grid:
+        levels = np.clip(np.floor(expected / INT8_INPUT_SCALE + 0.5), 0, 255)
+        expected = (levels * INT8_INPUT_SCALE).astype(np.float32)
+    np.testing.assert_array_equal(to_training_scale(every), every.astype(np.float32) * np.float32(TRAINING_SCALE))
+    if device_grid:
+        np.testing.assert_array_equal(snap_to_device_grid(to_training_scale(every)), expected)
     out = np.full(every.shape, np.nan, np.float32)
     assert training_values(every, device_grid=device_grid, out=out) is out
     np.testing.assert_array_equal(out.view(np.uint32), expected.view(np.uint32))

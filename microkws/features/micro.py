@@ -117,30 +117,34 @@ def to_uint8(features):
     return (to_int8(features).astype(np.int16) + 128).astype(np.uint8)
 
 
-def to_training_scale(features):
-    """float32 features in the scale the original models trained on: uint16 v * 10/256 (0 to ~26)."""
-    return np.asarray(features).astype(np.float32) * np.float32(TRAINING_SCALE)
+def to_training_scale(features, *, out=None):
+    """float32 features in the scale the original models trained on: uint16 v * 10/256 (0 to ~26).
+    `out`: a float32 array of the same shape to write them into."""
+    return np.multiply(np.asarray(features), np.float32(TRAINING_SCALE), out=out, dtype=np.float32)
 
 
 def snap_to_device_grid(features):
     """Training-scale micro features as the device's int8 input dequantises them: the grid of
     step INT8_INPUT_SCALE over [0, 255 steps]. Quantisation-aware runs train and validate on these."""
-    levels = np.clip(np.floor(np.asarray(features, dtype=np.float32) / INT8_INPUT_SCALE + 0.5), 0, 255)
-    return (levels * INT8_INPUT_SCALE).astype(np.float32)
+    return _snap_in_place(np.array(features, dtype=np.float32))
 
 
 def training_values(features, *, device_grid=False, out=None):
     """to_training_scale of uint16 frontend output (any shape), then snap_to_device_grid with
-    `device_grid`: the same float32 operations, in place in one array (`out` when given), so a batch
-    producer writes its share of a pool without the copies between them."""
-    out = np.multiply(features, np.float32(TRAINING_SCALE), out=out, dtype=np.float32)
-    if device_grid:
-        np.divide(out, INT8_INPUT_SCALE, out=out)
-        np.add(out, 0.5, out=out)
-        np.floor(out, out=out)
-        np.clip(out, 0, 255, out=out)
-        np.multiply(out, INT8_INPUT_SCALE, out=out)
-    return out
+    `device_grid`, in one array (`out` when given), so a batch producer writes its share of a pool
+    without the copies between them."""
+    out = to_training_scale(features, out=out)
+    return _snap_in_place(out) if device_grid else out
+
+
+def _snap_in_place(values):
+    """snap_to_device_grid of float32 `values`, written over them."""
+    np.divide(values, INT8_INPUT_SCALE, out=values)
+    np.add(values, 0.5, out=values)
+    np.floor(values, out=values)
+    np.clip(values, 0, 255, out=values)
+    np.multiply(values, INT8_INPUT_SCALE, out=values)
+    return values
 
 
 @lru_cache(maxsize=16)
