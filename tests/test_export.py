@@ -223,6 +223,27 @@ def test_c_name_and_bad_c_names(tmp_path):
 
 
 @pytest.mark.slow  # trains and exports a run (module fixture)
+def test_per_tensor_weight_scales_on_export(run, tmp_path):
+    """`microkws export --weight_scales per_tensor`: one scale per weight tensor, a smaller model that TFLM
+    runs as TFLite's reference kernels do and that hears the golden clips."""
+    from microkws.export.tflite_model import read_model_file
+
+    copy = tmp_path / "run"
+    shutil.copytree(run[0], copy)
+    exported = subprocess.run(["microkws", "export", str(copy), "--weight_scales", "per_tensor", "--no_progress"],
+                              capture_output=True, text=True)
+    assert exported.returncode == 0, exported.stderr
+    per_channel = read_model_file(os.path.join(run[0], "model.tflite"))[1].size_bytes
+    per_tensor = read_model_file(copy / "model.tflite")[1].size_bytes
+    assert per_tensor < per_channel - 8 * 16  # tiny_conv's 8 channels, each a scale and a zero point
+    assert "per tensor weight scales" in (copy / "model_data.h").read_text()
+    report = json.loads((copy / "device_report.json").read_text())
+    assert report["reference_kernels"]["largest_difference"] <= 1
+    assert report["golden"]["yes_1000ms.wav"]["predicted"] == "yes"
+    assert report["golden"]["no_1000ms.wav"]["predicted"] == "no"
+
+
+@pytest.mark.slow  # trains and exports a run (module fixture)
 def test_uint8_with_toco_mean_and_std(run, keras_model, tmp_path, testvectors):
     """--inference_type uint8 --mean_values 0 --std_values 9.8077: the tutorial's toco encoding, 0..26."""
     from microkws.device import verify

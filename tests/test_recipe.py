@@ -88,6 +88,7 @@ def test_warmup_and_cosine_schedule():
     (dict(weight_decay=0.01), "adamw"),
     (dict(label_smoothing=1.0), "label_smoothing"),
     (dict(checkpoint_metric="loss"), "checkpoint_metric"),
+    (dict(weight_scales="per_layer"), "unknown weight_scales 'per_layer'; choose one of per_channel, per_tensor"),
 ])
 def test_bad_recipe_settings(fields, message):
     with pytest.raises(UserError, match=message):

@@ -10,7 +10,7 @@ import pytest
 
 from microkws.errors import UserError
 from microkws.models import build_model, count_macs, with_softmax
-from microkws.models.configs import BcResNetConfig, TcResNetConfig
+from microkws.models.configs import BcResNetConfig, DsCnnConfig, TcResNetConfig
 from tests.test_models import (
     ALLOWED_INT8_OPS,
     MICRO,
@@ -56,9 +56,30 @@ def tc_resnet8():
     return params + 48 * 4 + 4, macs + 48 * 4
 
 
+STRIDED_DS_CNN = DsCnnConfig(filters=40, blocks=4, first_strides=(2, 4), block_filters=(40, 40, 64, 64),
+                             block_strides=((1, 1), (1, 1), (2, 2), (1, 1)))
+
+
+def expected_strided_ds_cnn():
+    # Conv 10x4 stride 2x4 on 49x40 -> 25x10x40 (every conv has a bias, then BN), two blocks 40 -> 40 at
+    # 25x10, block 3's depthwise strides 2x2 -> 13x5 and its pointwise widens to 64, block 4 64 -> 64; dense 64 -> 4.
+    params, macs = 10 * 4 * 40 + 40 + BN * 40, 250 * 10 * 4 * 40
+    for inputs, filters, positions in ((40, 40, 250), (40, 40, 250), (40, 64, 65), (64, 64, 65)):
+        params += (9 * inputs + inputs + BN * inputs) + (inputs * filters + filters + BN * filters)
+        macs += positions * 9 * inputs + positions * inputs * filters
+    return params + 64 * 4 + 4, macs + 64 * 4
+
+
 def test_hand_counts_match_the_documented_figures():
     assert expected_bc_resnet_one_block_per_stage() == (4_152, 430_928)
     assert tc_resnet8() == (65_444, 792_192)
+    assert expected_strided_ds_cnn() == (15_532, 1_873_736)
+
+
+def test_ds_cnn_block_widths_and_strides():
+    model = build_model("ds_cnn", input_shape=MICRO, label_count=4, config=STRIDED_DS_CNN)
+    assert (model.count_params(), count_macs(model)) == expected_strided_ds_cnn()
+    assert model.get_layer("block_4_pointwise").output.shape[1:] == (13, 5, 64)
 
 
 def test_bc_resnet_counts():
@@ -101,6 +122,46 @@ def test_out_of_range_fields_are_user_errors(config, message):
 def test_stage_fields_must_agree():
     with pytest.raises(UserError, match="one value per stage"):
         BcResNetConfig(stage_filters=(8, 12), stage_blocks=(1, 1, 1))
+    with pytest.raises(UserError, match=r"block_filters must give one entry per block \(3\), got 2"):
+        DsCnnConfig(blocks=3, block_filters=(40, 40))
+    with pytest.raises(UserError, match="whole numbers >= 1"):
+        DsCnnConfig(blocks=2, block_strides=((1, 1), (0, 2)))
+
+
+def test_per_tensor_weights_run_on_tflm_like_the_float_model():
+    """weight_scales="per_tensor": one scale per weight tensor, a smaller flatbuffer, the same answers on TFLM."""
+    from microkws._tensorflow import tf
+    from microkws.export.convert import to_int8_tflite
+
+    keras.utils.set_random_seed(0)
+    model = with_softmax(build_model("ds_cnn", input_shape=MICRO, label_count=4, config=STRIDED_DS_CNN))
+    calibrate_batch_norms(model, fingerprints(32, MICRO, seed=50))
+    representative = fingerprints(20, MICRO, seed=7)
+    per_channel = to_int8_tflite(model, representative=representative)
+    per_tensor = to_int8_tflite(model, representative=representative, weight_scales="per_tensor")
+
+    def scale_counts(flatbuffer):  # scales per int8 tensor, weights and activations (the slim model has no names)
+        interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+        return sorted({len(t["quantization_parameters"]["scales"]) for t in interpreter.get_tensor_details()
+                       if t["dtype"] == np.int8})
+
+    assert scale_counts(per_tensor) == [1] and scale_counts(per_channel) == [1, 4, 40, 64]
+    assert len(per_tensor) < 0.7 * len(per_channel)
+
+    runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
+    micro = runtime.Interpreter.from_bytes(per_tensor)
+    interpreter = tf.lite.Interpreter(model_content=per_tensor)
+    (inputs,), (outputs,) = interpreter.get_input_details(), interpreter.get_output_details()
+    x = fingerprints(6, MICRO, seed=100)
+    expected = np.asarray(model(x, training=False))
+    assert float(np.ptp(expected, axis=1).max()) > 0.05, "probabilities too uniform for the check to mean anything"
+    for features, probabilities in zip(x, expected):
+        micro.set_input(np.clip(np.round(features / inputs["quantization"][0] + inputs["quantization"][1]),
+                                -128, 127).astype(np.int8)[None], 0)
+        micro.invoke()
+        output = micro.get_output(0).astype(np.float32)
+        np.testing.assert_allclose((output - outputs["quantization"][1]) * outputs["quantization"][0],
+                                   probabilities[None], atol=0.05)
 
 
 @pytest.mark.parametrize("name, config, expected_ops", [

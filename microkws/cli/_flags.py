@@ -16,7 +16,7 @@ import os
 from microkws.dataset import AugmentConfig, DataConfig
 from microkws.features import PREPROCESS_MODES, FeatureConfig
 from microkws.models import ARCHITECTURES
-from microkws.train.config import CHECKPOINT_METRICS, OPTIMIZERS, SCHEDULES, TrainConfig
+from microkws.train.config import CHECKPOINT_METRICS, OPTIMIZERS, SCHEDULES, WEIGHT_SCALES, TrainConfig
 from microkws.train.rundir import DETECTION_FILE
 
 UNSET = None
@@ -298,6 +298,9 @@ def add_training_arguments(parser, *, defaults=True):
                 help="dropout while training (default: the architecture's, 0.5 for the original models)")
     add_setting(group, TrainConfig, "quantize", type=str_to_bool, metavar="0|1", defaults=defaults,
                 help="train for an 8-bit model")
+    add_setting(group, TrainConfig, "weight_scales", choices=WEIGHT_SCALES, defaults=defaults,
+                help="int8 weight scales of the exported model: per_channel, or per_tensor for a smaller "
+                     "flatbuffer")
     add_setting(group, TrainConfig, "check_nans", type=str_to_bool, metavar="0|1", defaults=defaults,
                 help="accepted for the original's commands; a diverged loss always stops the run")
     add_setting(group, TrainConfig, "fresh_unknowns", type=str_to_bool, metavar="0|1", defaults=defaults,

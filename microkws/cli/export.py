@@ -20,6 +20,7 @@ freeze.py made.
 """
 
 from microkws.cli._flags import add_flag
+from microkws.train.config import WEIGHT_SCALES
 
 
 def add_arguments(parser):
@@ -32,6 +33,9 @@ def add_arguments(parser):
              help="input zero point, as toco: real = (q - mean) / std (default: the device's mapping)")
     add_flag(conversion, "--std_values", type=float, default=None, metavar="STD",
              help="input steps per feature unit, as toco (default: the device's mapping)")
+    add_flag(conversion, "--weight_scales", choices=WEIGHT_SCALES, default=None,
+             help="int8 weight scales: per_channel or per_tensor (smaller flatbuffer) (default: the run's, "
+                  "per_channel unless trained with --weight_scales per_tensor)")
     add_flag(conversion, "--c_name", default="g_model", metavar="NAME",
              help="C name of the model array in model_data.cc (default: %(default)s)")
     add_flag(conversion, "--no_verify", action="store_true",
@@ -60,6 +64,7 @@ def run(args):
         mean_values=args.mean_values,
         std_values=args.std_values,
         c_name=args.c_name,
+        weight_scales=args.weight_scales,
         verify_model=not args.no_verify,
         progress=not args.no_progress,
     )

@@ -33,7 +33,8 @@ def model_costs(train_config, feature_config, label_count):
             layer.bias.assign(rng.uniform(-0.5, 0.5, layer.bias.shape).astype(np.float32))
     representative = rng.uniform(0, 26, (8, int(np.prod(feature_config.shape)))).astype(np.float32)
     quantization = device_quantization("int8") if feature_config.preprocess == "micro" else None
-    flatbuffer = to_int8_tflite(with_softmax(model), representative=representative, input_quantization=quantization)
+    flatbuffer = to_int8_tflite(with_softmax(model), representative=representative, input_quantization=quantization,
+                                weight_scales=train_config.weight_scales)
     return {"flash_bytes": len(flatbuffer), "arena_bytes": smallest_arena(flatbuffer), "macs": count_macs(model)}
 
 

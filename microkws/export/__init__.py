@@ -55,14 +55,15 @@ __all__ = [
 
 
 def export_run(run_dir, *, inference_type="int8", mean_values=None, std_values=None, c_name="g_model",
-               progress=True):
+               weight_scales=None, progress=True):
     """Export the trained model of `run_dir` (see the module docstring for the files).
 
     inference_type: "int8", or "uint8" for older firmware (uint8 input and
     output around int8 kernels). mean_values / std_values: toco's input
     encoding, real = (q - mean) / std with q of the inference type; by
     default micro features get the device's mapping and mfcc/average
-    features a calibrated range. Returns {"files": {name: path}}; verifying the
+    features a calibrated range. weight_scales: "per_channel" or
+    "per_tensor"; None takes the run's TrainConfig.weight_scales. Returns {"files": {name: path}}; verifying the
     model on TFLM is the device stage's (microkws.pipeline runs both).
     """
     from microkws.export.calibration import representative_features
@@ -71,6 +72,7 @@ def export_run(run_dir, *, inference_type="int8", mean_values=None, std_values=N
     inference_type = normalize_inference_type(inference_type)
     check_c_name(c_name)
     config = read_run_config(run_dir)
+    weight_scales = weight_scales or config.train.weight_scales
     check_writable(run_dir, what="export")
     probabilities = with_softmax(_load_run_model(run_dir, config.features))
     quantization = _input_quantization(config.features, inference_type, mean_values, std_values)
@@ -83,13 +85,14 @@ def export_run(run_dir, *, inference_type="int8", mean_values=None, std_values=N
 
     log.info("converting to %s TFLite", inference_type)
     int8_bytes = to_int8_tflite(probabilities, representative=representative, input_quantization=quantization,
-                                inference_type=inference_type)
+                                inference_type=inference_type, weight_scales=weight_scales)
     float_bytes = to_float_tflite(probabilities)
     files = {
         TFLITE_FILE: write_bytes(os.path.join(run_dir, TFLITE_FILE), int8_bytes),
         FLOAT_TFLITE_FILE: write_bytes(os.path.join(run_dir, FLOAT_TFLITE_FILE), float_bytes),
     }
-    comment = (f"{TFLITE_FILE} of {os.path.abspath(run_dir)}: {inference_type}, {len(int8_bytes)} bytes; "
+    comment = (f"{TFLITE_FILE} of {os.path.abspath(run_dir)}: {inference_type}, {weight_scales.replace('_', ' ')} "
+               f"weight scales, {len(int8_bytes)} bytes; "
                f"labels {', '.join(config.labels)}")
     files[SOURCE_FILE], files[HEADER_FILE] = write_c_source(int8_bytes, run_dir, c_name=c_name, comment=comment)
     files[SAVED_MODEL_DIR] = _save_audio_model(run_dir, probabilities, config.features, config.labels)

@@ -28,7 +28,8 @@ import numpy as np
 from microkws.errors import UserError, first_line
 
 
-def to_int8_tflite(model, *, representative, input_quantization=None, inference_type="int8"):
+def to_int8_tflite(model, *, representative, input_quantization=None, inference_type="int8",
+                   weight_scales="per_channel"):
     """Full-integer TFLite model of `model` (float features in, probabilities out).
 
     representative: float32 [n, frames*bins] training features for calibration.
@@ -38,6 +39,10 @@ def to_int8_tflite(model, *, representative, input_quantization=None, inference_
     adds a QUANTIZE op at each end (uint8 <-> int8, same scale, zero point
     +128), and every op in between stays int8, the only integer type TFLM's
     kernels support.
+    weight_scales: "per_channel" (the converter's default) or "per_tensor", one
+    scale per weight tensor. The converter offers the second only as
+    `_experimental_disable_per_channel` (what its own tests use); TFLM's and
+    CMSIS-NN's integer kernels take either, broadcasting a single scale.
     Returns the flatbuffer bytes.
     """
     from microkws._tensorflow import tf
@@ -55,6 +60,9 @@ def to_int8_tflite(model, *, representative, input_quantization=None, inference_
     io_type = {"int8": tf.int8, "uint8": tf.uint8}[inference_type]
     converter.inference_input_type = io_type
     converter.inference_output_type = io_type
+    if weight_scales not in ("per_channel", "per_tensor"):
+        raise ValueError(f"weight_scales must be per_channel or per_tensor, got {weight_scales!r}")
+    converter._experimental_disable_per_channel = weight_scales == "per_tensor"
     return _convert(converter)
 
 

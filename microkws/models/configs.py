@@ -97,6 +97,11 @@ class DsCnnConfig:
     """Depthwise-separable blocks."""
     depthwise_kernel: tuple[int, int] = (3, 3)
     """Kernel of each depthwise convolution (frames, bins)."""
+    block_filters: tuple[int, ...] = ()
+    """Output channels of each block's pointwise convolution, one per block; empty: `filters` for all."""
+    block_strides: tuple[tuple[int, int], ...] = ()
+    """Strides (frames, bins) of each block's depthwise convolution, one per block; empty: (1, 1) for all.
+    A strided late block spends parameters (flash) where the map is small, so few multiply-accumulates."""
     first_dropout_rate: float = 0.2
     """Dropout after the first convolution; the builder's dropout_rate is the one before pooling."""
     weight_decay: float = 1e-4
@@ -107,6 +112,13 @@ class DsCnnConfig:
             raise UserError(f"DsCnnConfig.first_dropout_rate must be in [0, 1), got {self.first_dropout_rate!r}")
         if self.weight_decay < 0:
             raise UserError(f"DsCnnConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
+        for name in ("block_filters", "block_strides"):
+            if getattr(self, name) and len(getattr(self, name)) != self.blocks:
+                raise UserError(f"DsCnnConfig.{name} must give one entry per block ({self.blocks}), "
+                                f"got {len(getattr(self, name))}; leave it empty for the default")
+        if any(f < 1 for f in self.block_filters) or any(s < 1 for pair in self.block_strides for s in pair):
+            raise UserError("DsCnnConfig.block_filters and block_strides must be whole numbers >= 1, got "
+                            f"{list(self.block_filters)} and {[list(p) for p in self.block_strides]}")
 
 
 @dataclass(frozen=True)

@@ -49,16 +49,19 @@ def build(*, input_shape, label_count, dropout_rate=0.4, config=DsCnnConfig()):
     x = _bn_relu(x, "conv")
     x = dropout(config.first_dropout_rate, name="conv_dropout")(x)
 
-    for i in range(1, config.blocks + 1):
+    block_filters = config.block_filters or (config.filters,) * config.blocks
+    block_strides = config.block_strides or ((1, 1),) * config.blocks
+    for i, (filters, strides) in enumerate(zip(block_filters, block_strides), start=1):
         x = keras.layers.DepthwiseConv2D(
             config.depthwise_kernel,
+            strides=strides,
             padding="same",
             depthwise_regularizer=_l2(config.weight_decay),
             name=f"block_{i}_depthwise",
         )(x)
         x = _bn_relu(x, f"block_{i}_depthwise")
         x = keras.layers.Conv2D(
-            config.filters,
+            filters,
             (1, 1),
             padding="same",
             kernel_regularizer=_l2(config.weight_decay),

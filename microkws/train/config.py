@@ -9,6 +9,7 @@ from microkws.models import CONFIGS, check_architecture
 
 OPTIMIZERS = ("gradient_descent", "momentum", "adam", "adamw")
 SCHEDULES = ("phases", "cosine")
+WEIGHT_SCALES = ("per_channel", "per_tensor")
 CHECKPOINT_METRICS = ("keyword_recall_at_5", "keyword_recall_at_1", "balanced_accuracy", "accuracy")
 
 
@@ -52,6 +53,11 @@ class TrainConfig:
     """Dropout while training; None takes the architecture's default (0.5 for the original six)."""
     quantize: bool = False
     """Train for int8 deployment (see microkws.train.quantize)."""
+    weight_scales: str = "per_channel"
+    """How the int8 model's weights are scaled: per_channel (one scale per output channel, the converter's
+    default) or per_tensor (one scale per weight tensor: each channel's scale and zero point take about
+    16 bytes of flatbuffer, a third of a 20 KB model with 600 channels). The export and the budget
+    check read it; quantisation-aware training rounds per channel either way (microkws.train.quantize)."""
     check_nans: bool = False
     """The original's flag, kept so its commands run: a loss that becomes NaN or infinite always stops
     training with an error naming the step, whatever this says."""
@@ -88,6 +94,7 @@ class TrainConfig:
         _choice(self.optimizer, OPTIMIZERS, "optimizer")
         _choice(self.learning_rate_schedule, SCHEDULES, "learning_rate_schedule")
         _choice(self.checkpoint_metric, CHECKPOINT_METRICS, "checkpoint_metric")
+        _choice(self.weight_scales, WEIGHT_SCALES, "weight_scales")
         self._check_recipe()
         check_architecture(self.model_architecture)
         self.model_settings()  # a bad field is an error now, not when training starts
