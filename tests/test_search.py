@@ -110,7 +110,8 @@ def test_a_budget_nothing_fits_is_refused_before_training(search_main, capsys, m
     assert "no candidate of the search space fits" in err and "flash 1,024 bytes" in err
     for family in ("tiny_conv", "ds_cnn", "bc_resnet"):
         assert family in err
-    assert "flash 5," in err  # the smallest ds_cnn's flatbuffer, a bit over 5 KB
+    # The smallest ds_cnn's flatbuffer with the recipe's per-tensor weight scales: a bit over 4 KB.
+    assert '"first_strides": [2, 4]}: flash 4,' in err
     assert not (search_dir / "trials").exists()
     study = load_study(search_dir)
     assert study.trials == [] and study.user_attrs == {}  # a larger budget may be tried in the same folder

@@ -4,7 +4,10 @@ After Zhang et al., "Hello Edge: Keyword Spotting on Microcontrollers" (2017),
 as trained in MLPerf Tiny's reference (benchmark/training/keyword_spotting):
 conv 10x4 stride 2 -> BN -> ReLU -> dropout 0.2, then four blocks of
 depthwise 3x3 -> BN -> ReLU -> pointwise 1x1 -> BN -> ReLU, then dropout,
-average pooling over the whole feature map and a dense layer. Every
+average pooling over the whole feature map and a dense layer. Each block's
+pointwise width and depthwise stride may differ (DsCnnConfig.block_filters,
+block_strides): striding frequency in an early block and widening the later
+ones buys capacity where the map is small. Every
 convolution is SAME-padded, with L2 weight decay 1e-4 and (as in MLPerf) a
 bias that the following batch norm makes redundant. Kernels start from Keras's
 default initializer, as in MLPerf (the original six use the original's
