@@ -26,6 +26,7 @@ import functools
 import numpy as np
 
 from microkws.errors import UserError, first_line
+from microkws.train.config import WEIGHT_SCALES
 
 
 def to_int8_tflite(model, *, representative, input_quantization=None, inference_type="int8",
@@ -60,8 +61,8 @@ def to_int8_tflite(model, *, representative, input_quantization=None, inference_
     io_type = {"int8": tf.int8, "uint8": tf.uint8}[inference_type]
     converter.inference_input_type = io_type
     converter.inference_output_type = io_type
-    if weight_scales not in ("per_channel", "per_tensor"):
-        raise ValueError(f"weight_scales must be per_channel or per_tensor, got {weight_scales!r}")
+    if weight_scales not in WEIGHT_SCALES:
+        raise ValueError(f"weight_scales must be one of {', '.join(WEIGHT_SCALES)}, got {weight_scales!r}")
     converter._experimental_disable_per_channel = weight_scales == "per_tensor"
     return _convert(converter)
 

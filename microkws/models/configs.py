@@ -101,7 +101,7 @@ class DsCnnConfig:
     """Output channels of each block's pointwise convolution, one per block; empty: `filters` for all."""
     block_strides: tuple[tuple[int, int], ...] = ()
     """Strides (frames, bins) of each block's depthwise convolution, one per block; empty: (1, 1) for all.
-    A strided late block spends parameters (flash) where the map is small, so few multiply-accumulates."""
+    A strided block shrinks the maps after it, where wider blocks then cost few multiply-accumulates."""
     first_dropout_rate: float = 0.2
     """Dropout after the first convolution; the builder's dropout_rate is the one before pooling."""
     weight_decay: float = 1e-4
