@@ -148,20 +148,7 @@ def test_per_tensor_weights_run_on_tflm_like_the_float_model():
     assert scale_counts(per_tensor) == [1] and scale_counts(per_channel) == [1, 4, 40, 64]
     assert len(per_tensor) < 0.7 * len(per_channel)
 
-    runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
-    micro = runtime.Interpreter.from_bytes(per_tensor)
-    interpreter = tf.lite.Interpreter(model_content=per_tensor)
-    (inputs,), (outputs,) = interpreter.get_input_details(), interpreter.get_output_details()
-    x = fingerprints(6, MICRO, seed=100)
-    expected = np.asarray(model(x, training=False))
-    assert float(np.ptp(expected, axis=1).max()) > 0.05, "probabilities too uniform for the check to mean anything"
-    for features, probabilities in zip(x, expected):
-        micro.set_input(np.clip(np.round(features / inputs["quantization"][0] + inputs["quantization"][1]),
-                                -128, 127).astype(np.int8)[None], 0)
-        micro.invoke()
-        output = micro.get_output(0).astype(np.float32)
-        np.testing.assert_allclose((output - outputs["quantization"][1]) * outputs["quantization"][0],
-                                   probabilities[None], atol=0.05)
+    assert_tflm_matches_float(model, per_tensor, tf.lite.Interpreter(model_content=per_tensor))
 
 
 @pytest.mark.parametrize("name, config, expected_ops", [
@@ -178,6 +165,12 @@ def test_int8_model_runs_on_tflm_like_the_float_one(name, config, expected_ops):
     interpreter, ops = op_names(flatbuffer)
     # Batch norms folded: no op of their own; only ops with CMSIS-NN kernels.
     assert set(ops) == expected_ops and set(ops) <= ALLOWED_INT8_OPS, ops
+    assert_tflm_matches_float(model, flatbuffer, interpreter)
+
+
+def assert_tflm_matches_float(model, flatbuffer, interpreter):
+    """The int8 `flatbuffer` on TFLM's kernels gives the float `model`'s probabilities within 0.05 on random
+    features; `interpreter` (tf.lite, the same flatbuffer) supplies the input and output quantisation."""
     (input_details,), (output_details,) = interpreter.get_input_details(), interpreter.get_output_details()
     in_scale, in_zero = input_details["quantization"]
     out_scale, out_zero = output_details["quantization"]

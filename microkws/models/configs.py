@@ -113,9 +113,10 @@ class DsCnnConfig:
         if self.weight_decay < 0:
             raise UserError(f"DsCnnConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
         for name in ("block_filters", "block_strides"):
-            if getattr(self, name) and len(getattr(self, name)) != self.blocks:
+            given = getattr(self, name)
+            if given and len(given) != self.blocks:
                 raise UserError(f"DsCnnConfig.{name} must give one entry per block ({self.blocks}), "
-                                f"got {len(getattr(self, name))}; leave it empty for the default")
+                                f"got {len(given)}; leave it empty for the default")
         if any(f < 1 for f in self.block_filters) or any(s < 1 for pair in self.block_strides for s in pair):
             raise UserError("DsCnnConfig.block_filters and block_strides must be whole numbers >= 1, got "
                             f"{list(self.block_filters)} and {[list(p) for p in self.block_strides]}")
