@@ -369,7 +369,7 @@ def test_augment_speed_perturbation_is_drawn_only_when_asked():
 
 
 @pytest.mark.parametrize("simd", [True, False], ids=["simd", "portable"])
-@pytest.mark.parametrize("case", ["shifts", "lead", "short-noise", "no-noise", "gain-loud"])
+@pytest.mark.parametrize("case", ["shifts", "lead", "short-noise", "no-noise", "gain-loud", "overdrive"])
 def test_augment_kernel_is_numpy_bit_for_bit(case, simd, monkeypatch):
     """augment()'s int16 rows come from one C pass per row (dataset/_mix.c): the same values as the numpy
     rows, clipped and cast, and the same random stream, on both code paths and every segment layout."""
@@ -389,6 +389,7 @@ def test_augment_kernel_is_numpy_bit_for_bit(case, simd, monkeypatch):
         "short-noise": (AugmentConfig(frontend_warmup_ms=400), 6400),  # rows longer than the 9,000-sample noise
         "no-noise": (AugmentConfig(background_frequency=0.0, gain_db=20), 0),
         "gain-loud": (AugmentConfig(gain_db=30, background_volume=1.0, background_frequency=1.0), 800),
+        "overdrive": (AugmentConfig(overdrive_frequency=0.5, overdrive_db=12, frontend_warmup_ms=100), 1600),
     }[case]
     is_silence = rng.random(200) < 0.2
     monkeypatch.setattr(module, "_mix", type("Kernel", (), {

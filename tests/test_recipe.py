@@ -30,6 +30,27 @@ def test_gain_scales_each_clip_within_its_range():
     np.testing.assert_array_equal(unchanged, clips)
 
 
+def test_overdrive_clips_a_share_of_the_words_by_the_drawn_amount():
+    """overdrive_frequency: about that share of word clips is amplified until its peak is 0..overdrive_db
+    past full scale, then clipped (the rows' flat tops); silence examples and the other clips are as before."""
+    clips = tone(400, amplitude=0.1)
+    is_silence = np.arange(400) % 4 == 0
+    config = plain(overdrive_frequency=0.5, overdrive_db=12)
+    out = augment(clips, is_silence, [], config, sample_rate=16000, rng=np.random.default_rng(0))
+    clipped = (np.abs(out) >= 1.0).mean(axis=1)
+    words = ~is_silence
+    assert np.all(clipped[is_silence] == 0) and np.all(out[is_silence] == 0)
+    driven = words & (clipped > 0)
+    assert 0.4 < driven.sum() / words.sum() < 0.6
+    np.testing.assert_array_equal(out[words & ~driven], clips[words & ~driven])
+    # A sine whose peak is D dB past full scale spends 1 - (2 / pi) arcsin(10^(-D / 20)) of its time clipped.
+    most = 1 - 2 / np.pi * np.arcsin(10 ** (-12 / 20))
+    assert clipped[driven].max() <= most + 0.01 and clipped[driven].max() > 0.7 * most
+    assert clipped[driven].std() > 0.05, "the amount past full scale is drawn, not fixed"
+    silent = augment(clips, is_silence, [], plain(), sample_rate=16000, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(silent[words], clips[words])
+
+
 def test_noise_at_a_signal_to_noise_ratio():
     clips = tone(50, amplitude=0.05)
     noise = [np.random.default_rng(1).normal(0, 0.3, 48000).astype(np.float32)]
@@ -64,6 +85,8 @@ def test_masks_blank_bands_of_frames_and_channels():
     (dict(gain_db=-1), "gain_db"),
     (dict(background_snr_db=(20, 5)), "background_snr_db"),
     (dict(time_masks=-1), "time_masks"),
+    (dict(overdrive_frequency=1.5), "overdrive_frequency"),
+    (dict(overdrive_db=50), "overdrive_db"),
 ])
 def test_bad_augment_settings(fields, message):
     with pytest.raises(UserError, match=message):

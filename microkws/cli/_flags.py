@@ -261,6 +261,11 @@ def add_augment_arguments(parser, *, defaults=True):
                      "listening device has (0: a fresh frontend per clip, as the original)")
     add_setting(group, AugmentConfig, "speed_perturbation", type=number(), metavar="S", defaults=defaults,
                 help="play each word clip at a random speed in [1-S, 1+S], pitch and tempo together (0: off)")
+    add_setting(group, AugmentConfig, "overdrive_frequency", type=number(), metavar="P", defaults=defaults,
+                help="share of word clips amplified past full scale and clipped, as a microphone set too hot "
+                     "records them (0: off)")
+    add_setting(group, AugmentConfig, "overdrive_db", type=number(), metavar="DB", defaults=defaults,
+                help="how far past full scale an overdriven clip's peak goes, at most")
     return group
 
 

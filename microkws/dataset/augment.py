@@ -1,5 +1,6 @@
 """Training augmentation: the original's time shift, background noise and silence from noise, plus
-random gain, noise at a sampled signal-to-noise ratio and SpecAugment-style masks (all off by default).
+random gain, noise at a sampled signal-to-noise ratio, speed perturbation, overdriven (clipped) words and
+SpecAugment-style masks (all off by default).
 
 Functions take arrays and a numpy Generator and return arrays, so a run is
 reproduced by its seed. Clips are float32 in [-1, 1], shape [n, samples].
@@ -46,6 +47,12 @@ class AugmentConfig:
     """Each word clip plays at a speed drawn uniformly in [1 - s, 1 + s], pitch and tempo together (speed
     perturbation, as speech recognition and kws_streaming's resampling use it to mimic other voices), about
     the clip's centre, cropped or zero-padded to its length. 0: as recorded."""
+    overdrive_frequency: float = 0.0
+    """Share of word clips recorded too hot: amplified until their peak is overdrive_db (uniform in
+    [0, overdrive_db]) above full scale, so the word clips as a microphone with its gain set too high clips
+    it. 0: off."""
+    overdrive_db: float = 20.0
+    """How far past full scale an overdriven clip's peak goes, at most, in decibels."""
 
     def __post_init__(self):
         if self.time_shift_ms < 0:
@@ -61,6 +68,10 @@ class AugmentConfig:
             raise UserError(f"background_snr_db must be (low, high) with low <= high, got {self.background_snr_db}")
         if not 0 <= self.speed_perturbation <= 0.5:
             raise UserError(f"speed_perturbation must be from 0 to 0.5, got {self.speed_perturbation}")
+        if not 0 <= self.overdrive_frequency <= 1:
+            raise UserError(f"overdrive_frequency must be between 0 and 1, got {self.overdrive_frequency}")
+        if not 0 <= self.overdrive_db <= 40:
+            raise UserError(f"overdrive_db must be from 0 to 40, got {self.overdrive_db}")
         if not 0 <= self.frontend_warmup_ms <= 10000:
             raise UserError(f"frontend_warmup_ms must be from 0 to 10000, got {self.frontend_warmup_ms}")
         for name in ("time_masks", "time_mask_frames", "frequency_masks", "frequency_mask_bins"):
@@ -156,6 +167,8 @@ def augment(clips, is_silence, backgrounds, config, *, sample_rate, rng, lead_sa
     # Drawn last, and only when asked, so runs without it keep their random streams.
     speeds = (rng.uniform(1 - config.speed_perturbation, 1 + config.speed_perturbation, size=count)
               if config.speed_perturbation else np.ones(count))
+    if config.overdrive_frequency:
+        gains = gains * _overdrive(clips, is_silence, config, rng)
     draws = dict(shifts=shifts, gains=scale * gains, volumes=volumes, snrs=snrs, starts=lead - heard, speeds=speeds)
     if int16 and clips.dtype == np.int16 and snrs is None and not config.speed_perturbation:
         return _mix_in_c(clips, is_silence, backgrounds, draws, lead, unit, rng)
@@ -204,6 +217,20 @@ def _gains(config, count, rng):
     if not config.gain_db:
         return np.ones(count, dtype=np.float32)
     return (10.0 ** (rng.uniform(-config.gain_db, config.gain_db, size=count) / 20)).astype(np.float32)
+
+
+def _overdrive(clips, is_silence, config, rng):
+    """Each clip's extra gain: for a share overdrive_frequency of the word clips, the factor that puts
+    its peak a uniform [0, overdrive_db] dB above full scale (gain and background then clip it), else 1."""
+    chosen = (rng.random(len(clips)) < config.overdrive_frequency) & ~is_silence
+    past_full_scale = 10.0 ** (rng.uniform(0, config.overdrive_db, size=len(clips)) / 20)
+    # Peaks in units of 1/32768 whatever the clips' type (exact for float clips made from int16), so int16
+    # and float batches of the same audio get the same factors, bit for bit.
+    # (np.abs would wrap int16's -32768 to itself.)
+    peaks = np.maximum(clips.max(axis=1).astype(np.float64), -clips.min(axis=1).astype(np.float64))
+    peaks *= 1.0 if clips.dtype == np.int16 else 32768.0
+    drive = np.where(peaks > 0, 32768.0 * past_full_scale / np.maximum(peaks, 1e-12), 1.0)
+    return np.where(chosen, np.maximum(drive, 1.0), 1.0).astype(np.float32)
 
 
 def _snr_volume(clip, noise, snr_db):
