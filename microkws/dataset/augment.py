@@ -48,9 +48,8 @@ class AugmentConfig:
     perturbation, as speech recognition and kws_streaming's resampling use it to mimic other voices), about
     the clip's centre, cropped or zero-padded to its length. 0: as recorded."""
     overdrive_frequency: float = 0.0
-    """Share of word clips recorded too hot: amplified until their peak is overdrive_db (uniform in
-    [0, overdrive_db]) above full scale, so the word clips as a microphone with its gain set too high clips
-    it. 0: off."""
+    """Share of word clips recorded too hot: amplified until their peak is a uniform [0, overdrive_db] dB
+    above full scale, so the word is clipped as a microphone with its gain set too high clips it. 0: off."""
     overdrive_db: float = 20.0
     """How far past full scale an overdriven clip's peak goes, at most, in decibels."""
 
