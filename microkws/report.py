@@ -122,7 +122,7 @@ def draw_report(inputs):
     metrics, labels = inputs["metrics"], inputs["metrics"]["labels"]
     figure.suptitle(_title(inputs), fontsize=13)
     _draw_training(panel[0][0], panel[0][1], inputs["train"])
-    _draw_validation(panel[0][2], inputs["validation"], metrics.get("best_step"))
+    _draw_validation(panel[0][2], inputs["validation"], metrics.get("best_step"), _kept(metrics))
     compositions = {"test (original composition)": metrics["test_confusion"]}
     wide = (metrics.get("test_every_unknown") or {}).get("confusion")
     if wide is not None and np.shape(wide) == np.shape(metrics["test_confusion"]):
@@ -180,7 +180,12 @@ def _draw_training(loss_axes, accuracy_axes, scalars):
         _merge_legends(loss_axes, rate)
 
 
-def _draw_validation(axes, scalars, best_step):
+def _kept(metrics):
+    """What the run kept: its best checkpoint, or (TrainConfig.keep_best False) its last."""
+    return "best checkpoint" if metrics.get("keep_best", True) else "last checkpoint"
+
+
+def _draw_validation(axes, scalars, best_step, kept="best checkpoint"):
     if isinstance(scalars, str):
         return _skip(axes, "validation", scalars)
     # Scores in [0, 1] share a percent axis; anything else (a rate per hour, a loss) gets its own.
@@ -192,7 +197,7 @@ def _draw_validation(axes, scalars, best_step):
             other = other or axes.twinx()
             other.plot(steps, values, marker="s", markersize=3, linestyle="--", color=f"C{index}", label=tag)
     if best_step:
-        axes.axvline(best_step, color="black", linestyle=":", label=f"best checkpoint (step {best_step})")
+        axes.axvline(best_step, color="black", linestyle=":", label=f"{kept} (step {best_step})")
     _decorate(axes, "validation (%)", "step")
     if other is not None:
         other.set_ylabel("dashed: " + ", ".join(other.get_legend_handles_labels()[1]))
@@ -289,7 +294,7 @@ def _draw_details(axes, inputs):
     # Runs before checkpoints were chosen by a named metric stored only "validation_accuracy".
     metric = str(metrics.get("checkpoint_metric", "accuracy")).replace("_", " ")
     score = metrics.get("validation_score", metrics.get("validation_accuracy"))
-    lines = [f"best checkpoint: step {metrics.get('best_step')}, validation {metric} {_percent(score)}"]
+    lines = [f"{_kept(metrics)}: step {metrics.get('best_step')}, validation {metric} {_percent(score)}"]
     recall = (metrics.get("test_every_unknown") or {}).get("keyword_recall") or []
     if recall:
         lines.append("keyword recall (every unknown clip) at a false-accept rate of\n    " + ", ".join(

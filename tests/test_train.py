@@ -112,6 +112,21 @@ def test_short_run_leaves_a_complete_run_directory(mini_dataset, tmp_path):
     assert list((run_dir / "logs" / "validation").glob("events.out.tfevents.*"))
 
 
+def test_keep_best_off_keeps_the_last_steps_weights(mini_dataset, tmp_path):
+    run_dir = tmp_path / "run"
+    metrics = train(run_dir, data_config=data_config(mini_dataset), progress=False,
+                    train_config=short_config(keep_best=False, eval_step_interval=10))
+    assert metrics["best_step"] == 40 and metrics["keep_best"] is False
+    assert read_meta(run_dir / "best.npz")["step"] == 40
+    # The saved weights are the last checkpoint's, whatever validation said at steps 10-30.
+    with np.load(latest_checkpoint(run_dir / "checkpoints")) as last:
+        expected = [last[k] for k in sorted(last.files) if k.startswith("model/")]
+    assert all(np.array_equal(a, b) for a, b in zip(_final_weights(run_dir), expected, strict=True))
+    recall_steps, recalls = read_scalars(run_dir / "logs" / "validation")["keyword_recall_at_5"]
+    assert list(recall_steps) == [10, 20, 30, 40]
+    assert metrics["validation_score"] == pytest.approx(recalls[-1])
+
+
 def _final_weights(run_dir):
     with np.load(run_dir / "best.npz") as data:
         return [data[k] for k in sorted(data.files) if k.startswith("model/")]

@@ -299,6 +299,8 @@ def add_training_arguments(parser, *, defaults=True):
                 help="validation score that picks the best checkpoint: keyword_recall_at_5 (or _at_1) is "
                      "keyword recall when 5%% (1%%) of other words fire; balanced_accuracy weighs a missed "
                      "keyword and a false accept alike; accuracy counts every clip alike")
+    add_setting(group, TrainConfig, "keep_best", type=str_to_bool, metavar="0|1", defaults=defaults,
+                help="1: keep the checkpoint with the best validation score; 0: keep the last step's weights")
     add_setting(group, TrainConfig, "dropout_rate", type=number(), metavar="R", defaults=defaults,
                 help="dropout while training (default: the architecture's, 0.5 for the original models)")
     add_setting(group, TrainConfig, "quantize", type=str_to_bool, metavar="0|1", defaults=defaults,

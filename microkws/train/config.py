@@ -49,6 +49,11 @@ class TrainConfig:
     a device is calibrated for, but set by the two or three hardest other-word clips), balanced_accuracy (mean recall over the labels)
     or accuracy (every clip alike, which favours "unknown", the most common label on the validation
     speakers)."""
+    keep_best: bool = True
+    """Keep the checkpoint with the best checkpoint_metric (the original); False: keep the last step's
+    weights, where a cosine schedule has decayed to 0, and let validation only report. On a validation set
+    of a few dozen keyword clips the best score is partly luck, and the luck can fall on an early,
+    still-hot checkpoint that calls unseen speakers' keywords "unknown"."""
     dropout_rate: float | None = None
     """Dropout while training; None takes the architecture's default (0.5 for the original six)."""
     quantize: bool = False

@@ -93,7 +93,8 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
     first_step = state["step"]
     summaries = _Summaries(summaries_dir or os.path.join(run_dir, rundir.LOGS_DIR))
     validation = _Timed(_Validation(run_dir, model, data["validation"], config.labels, identity, state, summaries,
-                                    metric=settings.checkpoint_metric, on_validation=on_validation),
+                                    metric=settings.checkpoint_metric, keep_best=settings.keep_best,
+                                    on_validation=on_validation),
                         timings, "validation")
     checkpoints = _Timed(_Checkpoints(checkpoints_dir, model, optimizer, identity, state), timings, "checkpoints")
     started = time.monotonic()
@@ -111,7 +112,7 @@ def train(run_dir, *, data_config, feature_config=None, augment_config=None, tra
     started = time.monotonic()
     metrics = finish(run_dir, model=model, data=data, labels=list(config.labels),
                      state={**state, "step": settings.total_steps},
-                     checkpoint_metric=settings.checkpoint_metric)
+                     checkpoint_metric=settings.checkpoint_metric, keep_best=settings.keep_best)
     timings["finish"] = time.monotonic() - started
     return {**metrics, "steps_run": steps_run, "train_seconds": elapsed, "seconds": dict(timings)}
 
@@ -216,11 +217,13 @@ def _check_finite(losses, first_step):
 
 class _Validation:
     """Scores the model on every validation clip, logs the scores and keeps the best weights in best.npz
-    (best by `metric`, one of CHECKPOINT_METRICS)."""
+    (best by `metric`, one of CHECKPOINT_METRICS; with keep_best False, the latest: validation runs after
+    the last step too, so that is the last step's)."""
 
-    def __init__(self, run_dir, model, partition, labels, identity, state, summaries, *, metric, on_validation=None):
+    def __init__(self, run_dir, model, partition, labels, identity, state, summaries, *, metric, keep_best=True,
+                 on_validation=None):
         self.path = os.path.join(run_dir, rundir.BEST_FILE)
-        self.on_validation = on_validation
+        self.keep_best, self.on_validation = keep_best, on_validation
         self.model, self.partition, self.labels = model, partition, list(labels)
         self.identity, self.state, self.summaries, self.metric = identity, state, summaries, metric
 
@@ -229,14 +232,14 @@ class _Validation:
         value, balanced = scores["accuracy"], scores["balanced_accuracy"]
         self.summaries.validation(step, **scores)
         # Ties go to the later, longer-trained checkpoint.
-        improved = scores[self.metric] >= self.state["best_score"]
+        improved = scores[self.metric] >= self.state["best_score"] or not self.keep_best
         if improved:
             self.state.update(best_score=scores[self.metric], best_step=step)
             save_checkpoint(self.path, model=self.model, meta={**self.identity, "step": step, **scores})
         log.info("step %d: validation accuracy %.1f%%, balanced %.1f%%, keyword recall at 1%% / 5%% false "
                  "accepts %.1f%% / %.1f%% (N=%d)%s", step, 100 * value, 100 * balanced,
                  100 * scores["keyword_recall_at_1"], 100 * scores["keyword_recall_at_5"],
-                 int(confusion.sum()), " best so far" if improved else "")
+                 int(confusion.sum()), (" best so far" if self.keep_best else " kept") if improved else "")
         log.info("validation confusion matrix:\n%s", format_confusion(confusion, self.labels))
         if self.on_validation is not None:
             self.on_validation(step, scores)
@@ -309,14 +312,15 @@ class _Summaries:
             writer.flush()
 
 
-def finish(run_dir, *, model, data, labels, state, checkpoint_metric):
-    """Load the best weights, score them on the test partition, and save the model and metrics."""
+def finish(run_dir, *, model, data, labels, state, checkpoint_metric, keep_best=True):
+    """Load the kept weights (best.npz), score them on the test partition, and save the model and metrics."""
     state = _load_best(run_dir, model, state)
     confusion = _confusion(model, data["testing"], len(labels))
     metrics = {
         "labels": labels,
         "best_step": state["best_step"],
         "checkpoint_metric": checkpoint_metric,
+        "keep_best": keep_best,
         "validation_score": state["best_score"],
         "test_accuracy": accuracy(confusion),
         "test_confusion": confusion.tolist(),
