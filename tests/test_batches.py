@@ -8,14 +8,15 @@ from microkws.train.batches import MAX_ECHO, MIN_VARIANTS, POOL_STEPS, TrainingB
 LABELS = ["_silence_", "_unknown_", "up", "down"]
 
 
-def _batches(total_steps, *, clips=12, unknown=6, batch_size=8):
+def _batches(total_steps, *, clips=12, unknown=6, batch_size=8, augment_config=AugmentConfig(),
+             feature_config=FeatureConfig(), device_grid=False):
     rng = np.random.default_rng(0)
     labels = np.array([0, 1, 2, 3] * (clips // 4))
     return TrainingBatches(
         rng.integers(-8000, 8000, size=(clips, 16000)).astype(np.int16), labels, label_names=LABELS,
         unknown_clips=rng.integers(-8000, 8000, size=(unknown, 16000)).astype(np.int16),
-        backgrounds=[rng.uniform(-0.5, 0.5, 48000).astype(np.float32)], feature_config=FeatureConfig(),
-        augment_config=AugmentConfig(), batch_size=batch_size, seed=3, total_steps=total_steps)
+        backgrounds=[rng.uniform(-0.5, 0.5, 48000).astype(np.float32)], feature_config=feature_config,
+        augment_config=augment_config, batch_size=batch_size, seed=3, total_steps=total_steps, device_grid=device_grid)
 
 
 def test_each_label_is_echoed_as_its_draws_allow():
@@ -81,3 +82,17 @@ def test_a_frontend_warm_up_settles_the_noise_estimate_as_a_listening_device_has
     assert warm.mean() < 0.8 * fresh.mean()
     assert warmup_frames(AugmentConfig(frontend_warmup_ms=1000), FeatureConfig()) == 50
     assert warmup_frames(AugmentConfig(frontend_warmup_ms=1000), FeatureConfig(preprocess="mfcc")) == 0
+
+
+def test_frequency_warp_varies_each_example_and_stays_on_the_device_grid():
+    from microkws.errors import UserError
+    from microkws.features.micro import snap_to_device_grid
+
+    plain = _batches(None, device_grid=True).batch(0)[0]
+    warped = _batches(None, device_grid=True, augment_config=AugmentConfig(frequency_warp=0.1)).batch(0)[0]
+    assert warped.shape == plain.shape
+    np.testing.assert_array_equal(warped, snap_to_device_grid(warped))
+    changed = (warped != plain).mean(axis=1)
+    assert (changed > 0.05).mean() > 0.5, "most examples are stretched"
+    with pytest.raises(UserError, match="frequency_warp.*preprocess"):
+        _batches(None, feature_config=FeatureConfig(preprocess="mfcc"), augment_config=AugmentConfig(frequency_warp=0.1))

@@ -4,7 +4,7 @@ smoothing, AdamW with warm-up and cosine decay, and the checkpoint metric."""
 import numpy as np
 import pytest
 
-from microkws.dataset.augment import AugmentConfig, augment, mask_features
+from microkws.dataset.augment import AugmentConfig, augment, mask_features, warp_frequencies
 from microkws.errors import UserError
 from microkws.train.config import TrainConfig
 
@@ -81,8 +81,29 @@ def test_masks_blank_bands_of_frames_and_channels():
     np.testing.assert_array_equal(masked[masked != 0], features[masked != 0])
 
 
+def test_frequency_warp_moves_a_channel_to_where_the_stretched_frequency_lies():
+    """A spectrum stretched by a factor: energy at channel c's centre frequency f shows up where f x factor
+    lies on the filterbank's mel scale, between two channels in proportion; 1 changes nothing."""
+    features = np.zeros((3, 2, 40), np.float32)
+    features[:, :, 20] = 10
+    warped = warp_frequencies(features, [1.0, 1.1, 0.9], lower_hz=125, upper_hz=7500)
+    assert warped.shape == features.shape and features[0, 0, 20] == 10, "the input must not change"
+    np.testing.assert_allclose(warped[0], features[0], atol=1e-5)
+    mel = lambda hz: 1127 * np.log1p(hz / 700)
+    spacing = (mel(7500) - mel(125)) / 41
+    centre = 700 * np.expm1((mel(125) + 21 * spacing) / 1127)
+    for row, factor in ((1, 1.1), (2, 0.9)):
+        expected = (mel(centre * factor) - mel(125)) / spacing - 1
+        found = (warped[row, 0] * np.arange(40)).sum() / warped[row, 0].sum()
+        assert abs(found - expected) < 0.15 and (found > 20) == (factor > 1)
+    # Past the band's edge the edge channel is held: a flat spectrum stays flat.
+    flat = np.full((2, 3, 40), 7.0, np.float32)
+    np.testing.assert_allclose(warp_frequencies(flat, [0.8, 1.2], lower_hz=125, upper_hz=7500), 7.0)
+
+
 @pytest.mark.parametrize("fields, message", [
     (dict(gain_db=-1), "gain_db"),
+    (dict(frequency_warp=0.5), "frequency_warp"),
     (dict(background_snr_db=(20, 5)), "background_snr_db"),
     (dict(time_masks=-1), "time_masks"),
     (dict(overdrive_frequency=1.5), "overdrive_frequency"),

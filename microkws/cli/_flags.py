@@ -259,6 +259,9 @@ def add_augment_arguments(parser, *, defaults=True):
     add_setting(group, AugmentConfig, "frontend_warmup_ms", type=number(), metavar="MS", defaults=defaults,
                 help="micro features: the frontend first hears MS of each example's background noise, as a "
                      "listening device has (0: a fresh frontend per clip, as the original)")
+    add_setting(group, AugmentConfig, "frequency_warp", type=number(), metavar="W", defaults=defaults,
+                help="micro features: stretch each example's spectrum by a factor in [1-W, 1+W], as another "
+                     "voice's formants sit (0: off)")
     add_setting(group, AugmentConfig, "speed_perturbation", type=number(), metavar="S", defaults=defaults,
                 help="play each word clip at a random speed in [1-S, 1+S], pitch and tempo together (0: off)")
     add_setting(group, AugmentConfig, "overdrive_frequency", type=number(), metavar="P", defaults=defaults,

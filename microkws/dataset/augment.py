@@ -1,6 +1,6 @@
 """Training augmentation: the original's time shift, background noise and silence from noise, plus
-random gain, noise at a sampled signal-to-noise ratio, speed perturbation, overdriven (clipped) words and
-SpecAugment-style masks (all off by default).
+random gain, noise at a sampled signal-to-noise ratio, speed perturbation, overdriven (clipped) words,
+frequency warping and SpecAugment-style masks (all off by default).
 
 Functions take arrays and a numpy Generator and return arrays, so a run is
 reproduced by its seed. Clips are float32 in [-1, 1], shape [n, samples].
@@ -52,6 +52,10 @@ class AugmentConfig:
     above full scale, so the word is clipped as a microphone with its gain set too high clips it. 0: off."""
     overdrive_db: float = 20.0
     """How far past full scale an overdriven clip's peak goes, at most, in decibels."""
+    frequency_warp: float = 0.0
+    """Micro features only: each example's spectrum is stretched in frequency by a factor drawn uniformly in
+    [1 - w, 1 + w], as a longer or shorter vocal tract moves a voice's formants (vocal tract length
+    perturbation, applied to the mel channels; pitch and tempo stay). 0: off."""
 
     def __post_init__(self):
         if self.time_shift_ms < 0:
@@ -71,6 +75,8 @@ class AugmentConfig:
             raise UserError(f"overdrive_frequency must be between 0 and 1, got {self.overdrive_frequency}")
         if not 0 <= self.overdrive_db <= 40:
             raise UserError(f"overdrive_db must be from 0 to 40, got {self.overdrive_db}")
+        if not 0 <= self.frequency_warp <= 0.3:
+            raise UserError(f"frequency_warp must be from 0 to 0.3, got {self.frequency_warp}")
         if not 0 <= self.frontend_warmup_ms <= 10000:
             raise UserError(f"frontend_warmup_ms must be from 0 to 10000, got {self.frontend_warmup_ms}")
         for name in ("time_masks", "time_mask_frames", "frequency_masks", "frequency_mask_bins"):
@@ -259,6 +265,31 @@ def mask_features(features, config, rng):
                 else:
                     out[row, :, start:start + width] = 0
     return out
+
+
+def warp_frequencies(features, factors, *, lower_hz, upper_hz):
+    """[n, frames, channels] mel-spaced features (the micro frontend's filterbank: channel centres evenly
+    spaced in mel between lower_hz and upper_hz) with example i's spectrum stretched by factors[i]: each
+    channel takes the value found at its centre frequency / factor, interpolated linearly between the two
+    nearest channels in mel, the edge channels held past the band. A factor above 1 moves formants up, as a
+    shorter vocal tract does. A new float32 array."""
+    features = np.asarray(features, dtype=np.float32)
+    channels = features.shape[-1]
+    low, high = _mel(lower_hz), _mel(upper_hz)
+    spacing = (high - low) / (channels + 1)
+    centres_hz = 700.0 * np.expm1((low + spacing * np.arange(1, channels + 1)) / 1127.0)
+    source = (_mel(centres_hz[None, :] / np.asarray(factors, dtype=np.float64)[:, None]) - low) / spacing - 1
+    source = np.clip(source, 0, channels - 1)
+    left = np.minimum(np.floor(source).astype(np.intp), channels - 2)[:, None, :]
+    weight = (source[:, None, :] - left).astype(np.float32)
+    below = np.take_along_axis(features, left, axis=2)
+    above = np.take_along_axis(features, left + 1, axis=2)
+    return below + weight * (above - below)
+
+
+def _mel(hz):
+    """The micro frontend's mel scale (TFLM's FreqToMel)."""
+    return 1127.0 * np.log1p(np.asarray(hz, dtype=np.float64) / 700.0)
 
 
 def silence_examples(backgrounds, count, length, *, rng, volume=1.0):

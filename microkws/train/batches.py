@@ -24,9 +24,11 @@ import threading
 
 import numpy as np
 
-from microkws.dataset.augment import augment, mask_features
+from microkws.dataset.augment import augment, mask_features, warp_frequencies
 from microkws.dataset.labels import SILENCE_LABEL, UNKNOWN_LABEL
+from microkws.errors import UserError
 from microkws.features import compute_features
+from microkws.features.micro import snap_to_device_grid
 
 PRODUCER_THREADS = 2
 """Threads making examples ahead of the step. With one, the step waited on it: its numpy
@@ -75,6 +77,9 @@ class TrainingBatches:
         self.echo_of_label = {label: echo_factor(count) for label, count in draws.items()}
         self.echo = max(self.echo_of_label.values(), default=1)
         self.lead_frames = warmup_frames(augment_config, feature_config)
+        if augment_config.frequency_warp and feature_config.preprocess != "micro":
+            raise UserError(f"frequency_warp stretches the micro frontend's mel channels; --preprocess "
+                            f"{feature_config.preprocess} has none: set --frequency_warp 0 or --preprocess micro")
         self._pool_lock = threading.Lock()
         self._last_pool = (None, None)
 
@@ -126,9 +131,20 @@ class TrainingBatches:
         # Masks set features to 0, which the device grid keeps, so masking after snapping is the same.
         features = compute_features(audio, self.feature_config, device_grid=self.device_grid,
                                     skip_frames=self.lead_frames, out=out.reshape(shape))
+        if self.augment_config.frequency_warp:
+            features[...] = self._warp(features, rng)
         if self.augment_config.time_masks or self.augment_config.frequency_masks:
             features[...] = mask_features(features, self.augment_config, rng)
         return out, labels
+
+    def _warp(self, features, rng):
+        """AugmentConfig.frequency_warp: each example stretched by its own drawn factor, back on the device
+        grid when training for it (interpolated values fall between its steps)."""
+        spread = self.augment_config.frequency_warp
+        factors = rng.uniform(1 - spread, 1 + spread, size=len(features))
+        warped = warp_frequencies(features, factors, lower_hz=self.feature_config.lower_band_limit,
+                                  upper_hz=self.feature_config.upper_band_limit)
+        return snap_to_device_grid(warped) if self.device_grid else warped
 
     def _rows(self, rng, count):
         if self.rows_of_label is None:
