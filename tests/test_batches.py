@@ -85,8 +85,10 @@ def test_a_frontend_warm_up_settles_the_noise_estimate_as_a_listening_device_has
 
 
 def test_frequency_warp_varies_each_example_and_stays_on_the_device_grid():
+    from microkws.dataset import DataConfig
     from microkws.errors import UserError
     from microkws.features.micro import snap_to_device_grid
+    from microkws.train.rundir import RunConfig
 
     plain = _batches(None, device_grid=True).batch(0)[0]
     warped = _batches(None, device_grid=True, augment_config=AugmentConfig(frequency_warp=0.1)).batch(0)[0]
@@ -94,5 +96,7 @@ def test_frequency_warp_varies_each_example_and_stays_on_the_device_grid():
     np.testing.assert_array_equal(warped, snap_to_device_grid(warped))
     changed = (warped != plain).mean(axis=1)
     assert (changed > 0.05).mean() > 0.5, "most examples are stretched"
+    # Refused where the feature and augmentation settings meet, before any data is loaded.
     with pytest.raises(UserError, match="frequency_warp.*preprocess"):
-        _batches(None, feature_config=FeatureConfig(preprocess="mfcc"), augment_config=AugmentConfig(frequency_warp=0.1))
+        RunConfig(data=DataConfig("unread", wanted_words=("up",)), features=FeatureConfig(preprocess="mfcc"),
+                  augment=AugmentConfig(frequency_warp=0.1))

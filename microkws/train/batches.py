@@ -26,7 +26,6 @@ import numpy as np
 
 from microkws.dataset.augment import augment, mask_features, warp_frequencies
 from microkws.dataset.labels import SILENCE_LABEL, UNKNOWN_LABEL
-from microkws.errors import UserError
 from microkws.features import compute_features
 from microkws.features.micro import snap_to_device_grid
 
@@ -77,9 +76,6 @@ class TrainingBatches:
         self.echo_of_label = {label: echo_factor(count) for label, count in draws.items()}
         self.echo = max(self.echo_of_label.values(), default=1)
         self.lead_frames = warmup_frames(augment_config, feature_config)
-        if augment_config.frequency_warp and feature_config.preprocess != "micro":
-            raise UserError(f"frequency_warp stretches the micro frontend's mel channels; --preprocess "
-                            f"{feature_config.preprocess} has none: set --frequency_warp 0 or --preprocess micro")
         self._pool_lock = threading.Lock()
         self._last_pool = (None, None)
 

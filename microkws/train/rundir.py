@@ -57,6 +57,13 @@ class RunConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self):
+        # The one augmentation that needs a feature mode, checked where the two sections meet, before
+        # anything is loaded or written.
+        if self.augment.frequency_warp and self.features.preprocess != "micro":
+            raise UserError(f"frequency_warp stretches the micro frontend's mel channels; --preprocess "
+                            f"{self.features.preprocess} has none: set --frequency_warp 0 or --preprocess micro")
+
     @property
     def labels(self):
         """The model's outputs in order: _silence_, _unknown_, then the wanted words."""
