@@ -64,7 +64,10 @@ def main():
     print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
     stream = make_stream(args, out)
     if args.recommended_runs:
-        runs = {Path(run).name: (Path(run), None) for run in args.recommended_runs.split(",")}
+        paths = [Path(run) for run in args.recommended_runs.split(",")]
+        names = [path.name for path in paths]
+        names = names if len(set(names)) == len(names) else [str(path) for path in paths]
+        runs = {name: (path, None) for name, path in zip(names, paths)}
     else:
         runs = {f"seed {seed}": train(args, out / f"recommended-{seed}", [], seed) for seed in seeds}
     if args.baseline_run:
@@ -137,7 +140,8 @@ def score(run_dir, seconds, stream, runtime):
 
 def stream_eval(run_dir, stream, runtime):
     result = subprocess.run([sys.executable, "-m", "microkws", "stream-eval", str(run_dir), str(stream[0]),
-                             str(stream[1]), "--runtime", runtime, "--json", "--no_progress"], check=True, capture_output=True, text=True)
+                             str(stream[1]), "--runtime", runtime, "--json", "--no_progress"],
+                            check=True, capture_output=True, text=True)
     return json.loads(result.stdout[result.stdout.index("{"):])
 
 
