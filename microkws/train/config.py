@@ -62,7 +62,8 @@ class TrainConfig:
     """How the int8 model's weights are scaled: per_channel (one scale per output channel, the converter's
     default) or per_tensor (one scale per weight tensor: each channel's scale and zero point take about
     16 bytes of flatbuffer, a third of a 20 KB model with 600 channels). The export and the budget
-    check read it; quantisation-aware training rounds per channel either way (microkws.train.quantize)."""
+    check read it, and so does quantisation-aware training, which rounds as the export will
+    (microkws.train.quantize)."""
     check_nans: bool = False
     """The original's flag, kept so its commands run: a loss that becomes NaN or infinite always stops
     training with an error naming the step, whatever this says."""

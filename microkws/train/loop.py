@@ -17,27 +17,13 @@ import numpy as np
 
 from microkws._tensorflow import keras, tf
 from microkws.errors import UserError
-from microkws.metrics import (
-    accuracy,
-    balanced_accuracy,
-    confusion_matrix,
-    format_confusion,
-    format_keyword_recall,
-    keyword_recall,
-    softmax,
-    unknown_false_accepts,
-)
+from microkws.metrics import (accuracy, balanced_accuracy, confusion_matrix, format_confusion, format_keyword_recall,
+                              keyword_recall, softmax, unknown_false_accepts)
 from microkws.models import build_model
 from microkws.models.keras_model import model_outputs, save_keras_model
 from microkws.train import rundir
-from microkws.train.checkpoint import (
-    checkpoint_path,
-    load_checkpoint,
-    UnreadableCheckpoint,
-    load_newest_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
-)
+from microkws.train.checkpoint import (UnreadableCheckpoint, checkpoint_path, load_checkpoint, load_newest_checkpoint,
+                                      prune_checkpoints, save_checkpoint)
 from microkws.train.data import load_training_data
 from microkws.train.steps import make_optimizer, make_train_steps
 
@@ -148,7 +134,7 @@ def _run_steps(model, optimizer, batches, settings, state, *, progress, on_steps
     of `every` ((interval, callback) pairs, in order) whose interval divides its last step, and all of
     them after the last step."""
     train_steps = make_train_steps(model, optimizer, quantize=settings.quantize,
-                                   label_smoothing=settings.label_smoothing)
+                                   weight_scales=settings.weight_scales, label_smoothing=settings.label_smoothing)
     total = settings.total_steps
     intervals = [interval for interval, _ in every]
     with contextlib.closing(batches.iterate(state["step"], total)) as stream, \
